@@ -1,0 +1,36 @@
+"""Learner losses: pure functions over time-major tensors [T, B, ...].
+
+vtrace: V-trace off-policy targets and advantages. losses: the IMPALA loss and its terms.
+"""
+
+from beast.algo.losses import (
+    ImpalaLoss,
+    baseline_loss,
+    categorical_kl,
+    entropy_loss,
+    impala_loss,
+    policy_gradient_loss,
+)
+from beast.algo.vtrace import (
+    VTraceFromLogitsReturns,
+    VTraceReturns,
+    action_log_probs,
+    log_softmax_f32,
+    vtrace_from_importance_weights,
+    vtrace_from_logits,
+)
+
+__all__ = [
+    "ImpalaLoss",
+    "VTraceFromLogitsReturns",
+    "VTraceReturns",
+    "action_log_probs",
+    "baseline_loss",
+    "categorical_kl",
+    "entropy_loss",
+    "impala_loss",
+    "log_softmax_f32",
+    "policy_gradient_loss",
+    "vtrace_from_importance_weights",
+    "vtrace_from_logits",
+]

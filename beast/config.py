@@ -1,0 +1,301 @@
+"""Run configuration: dataclasses with one docstring per field, and one argparse builder.
+
+Each group is the set of fields one component needs, so code takes the group it uses
+(the learner takes `LossConfig` and `OptimConfig`, the model `ModelConfig`), never the whole
+`Config`. Field docstrings are the single source of the command-line help.
+
+Call loop::
+
+    parser = build_parser(prog="beast.mono")        # flags for every field, defaults suppressed
+    args = parser.parse_args(argv)                  # only flags the user typed appear
+    config = config_from_args(args, base=None)      # defaults (or a saved run) + typed flags
+    config.to_dict() / Config.from_dict(d)          # JSON round trip for run directories
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import sys
+import textwrap
+from typing import Any, get_args, get_origin, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which field and why."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclasses.dataclass
+class EnvConfig:
+    env: str = "CartPole-v1"
+    """Gymnasium environment id (`python -m beast.envs` lists the registered ids)."""
+
+    num_envs: int = 64
+    """Environments stepped together by each actor, with one batched inference call per step."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.env), "--env must name a Gymnasium id, e.g. CartPole-v1")
+        _check(self.num_envs >= 1, f"--num-envs must be >= 1 (got {self.num_envs})")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the MLP torso's hidden layers."""
+
+    activation: str = "tanh"
+    """Hidden-layer nonlinearity: tanh or relu."""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        _check(len(self.hidden_sizes) >= 1, "--hidden-sizes needs at least one layer width")
+        _check(all(h >= 1 for h in self.hidden_sizes),
+               f"--hidden-sizes must be positive widths (got {self.hidden_sizes})")
+        _check(self.activation in ("tanh", "relu"),
+               f"--activation must be tanh or relu (got {self.activation!r})")
+
+
+@dataclasses.dataclass
+class LossConfig:
+    discount: float = 0.99
+    """Discount factor gamma; terminations zero it, truncations do not."""
+
+    baseline_cost: float = 0.5
+    """Weight c_v of the value loss."""
+
+    entropy_cost: float = 0.01
+    """Weight c_e of the entropy bonus."""
+
+    clip_rho: float = 1.0
+    """V-trace rho-bar: truncation of the importance weight in the value targets."""
+
+    clip_pg_rho: float = 1.0
+    """V-trace rho-bar for the policy-gradient advantage."""
+
+    clip_c: float = 1.0
+    """V-trace c-bar: truncation of the trace-cutting coefficients."""
+
+    vtrace_lambda: float = 1.0
+    """V-trace lambda (1 = the paper's estimator; lower mixes in shorter returns)."""
+
+    reduction: str = "mean"
+    """How loss terms reduce over time and batch: mean (default; the scale is independent of
+    T and B so learning rates transfer) or sum (TorchBeast's scale)."""
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.discount <= 1.0, f"--discount must be in [0, 1] (got {self.discount})")
+        for name in ("baseline_cost", "entropy_cost"):
+            _check(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be >= 0")
+        for name in ("clip_rho", "clip_pg_rho", "clip_c"):
+            _check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0")
+        _check(0.0 <= self.vtrace_lambda <= 1.0, "--vtrace-lambda must be in [0, 1]")
+        _check(self.reduction in ("mean", "sum"), "--reduction must be mean or sum")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    optimizer: str = "adam"
+    """adam or rmsprop."""
+
+    learning_rate: float = 3e-3
+    """Initial learning rate; see --lr-decay."""
+
+    lr_decay: str = "linear"
+    """linear: decay the learning rate to zero at --total-steps; none: keep it constant."""
+
+    epsilon: float = 1e-5
+    """Optimiser epsilon (Adam eps or RMSprop eps)."""
+
+    rmsprop_alpha: float = 0.99
+    """RMSprop smoothing constant."""
+
+    momentum: float = 0.0
+    """RMSprop momentum."""
+
+    max_grad_norm: float = 40.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+
+    def __post_init__(self) -> None:
+        _check(self.optimizer in ("adam", "rmsprop"), "--optimizer must be adam or rmsprop")
+        _check(self.learning_rate > 0, f"--learning-rate must be > 0 (got {self.learning_rate})")
+        _check(self.lr_decay in ("linear", "none"), "--lr-decay must be linear or none")
+        _check(self.epsilon > 0, "--epsilon must be > 0")
+        _check(0 < self.rmsprop_alpha < 1, "--rmsprop-alpha must be in (0, 1)")
+        _check(self.momentum >= 0, "--momentum must be >= 0")
+        _check(self.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0 disables clipping)")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    num_actors: int = 1
+    """Actor processes; 0 runs actor and learner serially in the main process."""
+
+    unroll_length: int = 32
+    """Steps T per unroll; each slot holds T+1 steps (step 0 repeats the previous unroll's last)."""
+
+    batch_size: int = 1
+    """Unrolls (slots of num_envs environments each) stacked per learner step."""
+
+    slots_per_actor: int = 2
+    """Shared rollout slots each actor owns; 2 lets an actor fill one while the learner reads one."""
+
+    total_steps: int = 1_000_000
+    """Environment steps to train for (the step budget; also the linear LR decay horizon)."""
+
+    target_return: float | None = None
+    """Stop early once the mean return of the last 100 episodes reaches this value."""
+
+    seed: int = 0
+    """Seed for model initialisation, environments and action sampling."""
+
+    device: str = "cpu"
+    """Learner device: cpu or cuda (actors always run on the CPU)."""
+
+    savedir: str = "runs"
+    """Parent folder of new run directories."""
+
+    run_name: str | None = None
+    """Run directory name under --savedir; default: env id plus a timestamp."""
+
+    checkpoint_minutes: float = 10.0
+    """Minutes between checkpoints (one is always written at exit)."""
+
+    log_seconds: float = 5.0
+    """Seconds between log rows (TensorBoard, logs.csv and the progress line)."""
+
+    max_actor_restarts: int = 5
+    """Actor deaths or env errors tolerated before the run stops with an error."""
+
+    eval_episodes: int = 10
+    """Episodes played by --eval."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_actors >= 0, "--num-actors must be >= 0 (0 = serial mode)")
+        _check(self.unroll_length >= 1, "--unroll-length must be >= 1")
+        _check(self.batch_size >= 1, "--batch-size must be >= 1")
+        _check(self.slots_per_actor >= 1, "--slots-per-actor must be >= 1")
+        _check(self.total_steps >= 1, "--total-steps must be >= 1")
+        _check(self.device == "cpu" or self.device.startswith("cuda"),
+               f"--device must be cpu or cuda[:N] (got {self.device!r})")
+        _check(self.checkpoint_minutes > 0, "--checkpoint-minutes must be > 0")
+        _check(self.log_seconds > 0, "--log-seconds must be > 0")
+        _check(self.max_actor_restarts >= 0, "--max-actor-restarts must be >= 0")
+        _check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
+        if self.num_actors > 0:
+            owned = self.num_actors * self.slots_per_actor
+            _check(owned > self.batch_size,
+                   f"--batch-size {self.batch_size} needs more than {self.batch_size} slots in all "
+                   f"so actors keep working while the learner reads; raise --num-actors or "
+                   f"--slots-per-actor (now {self.num_actors} x {self.slots_per_actor})")
+
+
+_GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig,
+           "optim": OptimConfig, "run": RunConfig}
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything a run needs, in groups; saved as config.json in the run directory."""
+
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, Any]]) -> "Config":
+        unknown = set(data) - set(_GROUPS)
+        _check(not unknown, f"unknown config groups {sorted(unknown)}")
+        return cls(**{name: _GROUPS[name](**data.get(name, {})) for name in _GROUPS})
+
+    @property
+    def steps_per_unroll(self) -> int:
+        """Environment steps one slot carries (T x num_envs)."""
+        return self.run.unroll_length * self.env.num_envs
+
+
+@functools.lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass (read from its source)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump) and exit with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def _integer(text: str) -> int:
+    """Parse an integer flag, accepting scientific notation such as 1e6 for step budgets."""
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
+
+
+_integer.__name__ = "int"  # argparse names the type in its error message
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, hint: Any, doc: str,
+               default: Any) -> None:
+    help_text = f"{doc} (default: {default})"
+    if get_origin(hint) is tuple:
+        group.add_argument(_flag(field.name), type=_integer, nargs="+", help=help_text)
+        return
+    args = [a for a in get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    group.add_argument(_flag(field.name), type=_integer if base is int else base, help=help_text)
+
+
+def build_parser(prog: str, description: str = "") -> OneLineErrorParser:
+    """An argparse parser with one flag per config field; defaults are suppressed so that
+    `config_from_args` can tell typed flags from defaults (needed to override a resumed run)."""
+    parser = OneLineErrorParser(prog=prog, description=description,
+                                argument_default=argparse.SUPPRESS)
+    for group_name, cls in _GROUPS.items():
+        group = parser.add_argument_group(group_name)
+        hints = get_type_hints(cls)
+        docs = field_docs(cls)
+        defaults = cls()
+        for field in dataclasses.fields(cls):
+            _add_field(group, field, hints[field.name], docs.get(field.name, ""),
+                       getattr(defaults, field.name))
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """`base` (defaults when None) updated with the flags present in `args`; validates."""
+    data = (base or Config()).to_dict()
+    given = vars(args)
+    for group_name, cls in _GROUPS.items():
+        for field in dataclasses.fields(cls):
+            if field.name in given:
+                data[group_name][field.name] = given[field.name]
+    return Config.from_dict(data)

@@ -1,0 +1,86 @@
+"""RolloutSpec: the names, per-step shapes and dtypes of a rollout, derived from env spaces.
+
+Both runtimes store unrolls as dicts of arrays shaped [T+1, B, *shape] (time-major; step 0
+repeats the last step of the previous unroll). Entry t holds the observation o_t with the
+reward / terminated / truncated of the transition that produced it, and the agent's output at
+o_t (action a_t, its logits and baseline, and the policy version that chose it). So the
+learner's transition t is (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}).
+
+Buffers start poisoned (NaN for floats, -1 for integers) so reading a step nobody wrote shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One rollout key: shape per step and environment, dtype."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def poison(self) -> float | int | bool:
+        if np.issubdtype(self.dtype, np.floating):
+            return np.nan
+        if np.issubdtype(self.dtype, np.signedinteger):
+            return -1
+        if np.issubdtype(self.dtype, np.unsignedinteger):
+            return np.iinfo(self.dtype).max
+        return False  # bool has no spare value; every writer sets these at every step
+
+    def nbytes(self, leading: tuple[int, ...]) -> int:
+        return math.prod(leading + self.shape) * self.dtype.itemsize
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutSpec:
+    """The rollout keys for an environment and a discrete-action policy."""
+
+    fields: dict[str, FieldSpec]
+
+    @classmethod
+    def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> "RolloutSpec":
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"rollouts support Discrete actions today, got {action_space}")
+        num_actions = int(action_space.n)
+        f32, i64 = np.dtype(np.float32), np.dtype(np.int64)
+        fields = {
+            "obs": FieldSpec(tuple(observation_space.shape), np.dtype(observation_space.dtype)),
+            "reward": FieldSpec((), f32),
+            "terminated": FieldSpec((), np.dtype(bool)),
+            "truncated": FieldSpec((), np.dtype(bool)),
+            "episode_return": FieldSpec((), f32),
+            "episode_step": FieldSpec((), np.dtype(np.int32)),
+            "action": FieldSpec((), i64),
+            "policy_logits": FieldSpec((num_actions,), f32),
+            "baseline": FieldSpec((), f32),
+            "policy_version": FieldSpec((), i64),
+        }
+        return cls(fields)
+
+    def allocate(self, leading: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Fresh poisoned arrays shaped [*leading, *field.shape] (e.g. leading = (T+1, B))."""
+        return {name: np.full(leading + f.shape, f.poison, dtype=f.dtype)
+                for name, f in self.fields.items()}
+
+
+def finished_episodes(rollout: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths of the episodes that ended in steps 1..T of a [T+1, B] rollout.
+
+    Step 0 is skipped because it repeats the previous unroll's last step (counted there).
+    """
+    done = np.logical_or(rollout["terminated"][1:], rollout["truncated"][1:])
+    return rollout["episode_return"][1:][done], rollout["episode_step"][1:][done]
+
+
+def stack_slots(arrays: dict[str, np.ndarray], indices: list[int]) -> dict[str, np.ndarray]:
+    """Copy slots of [S, T+1, K, ...] arrays into one batch [T+1, len(indices)*K, ...]."""
+    return {key: np.concatenate([array[i] for i in indices], axis=1)
+            for key, array in arrays.items()}

@@ -1,0 +1,115 @@
+"""MonoBeast on CartPole-v1: throughput against a same-run single-core limit, and time to solve.
+
+Prints, all measured in this run:
+  (a) the single-core limit: one process stepping 64 envs with batched inference of the same
+      MLP and one learner step per unroll (no queues, no processes);
+  (b) MonoBeast steps/s with learning (actor processes + learner), and (b)/(a);
+  (c) wall time from launch to a mean-100 training return >= 475, over several seeds.
+
+    python bench/mono_cartpole.py [--seeds 3] [--modes parallel serial]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from beast.config import Config, EnvConfig, RunConfig
+from beast.envs import make_vector_env
+from beast.learner import Learner
+from beast.models import build_model
+from beast.mono.actor import UnrollWorker
+from beast.rollout import RolloutSpec
+
+MODE_FLAGS = {"parallel": ["--num-actors", "1"], "serial": ["--num-actors", "0"]}
+
+
+def single_core_limit(seconds: float) -> float:
+    """Steps/s of one process: step 64 envs, batched inference, one learner step per unroll."""
+    torch.set_num_threads(1)
+    config = Config(env=EnvConfig(num_envs=64), run=RunConfig(num_actors=0))
+    envs = make_vector_env(config.env.env, config.env.num_envs)
+    model = build_model(envs.single_observation_space, envs.single_action_space, config.model)
+    learner = Learner(model, config.loss, config.optim, total_steps=10**9)
+    worker = UnrollWorker(envs, model, config.run.unroll_length, seed=0)
+    slot = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space
+                                   ).allocate((config.run.unroll_length + 1, config.env.num_envs))
+    batch = {k: torch.from_numpy(v) for k, v in slot.items()}
+    for _ in range(5):  # warm up
+        worker.fill(slot, learner.version)
+        learner.step(batch)
+    start, steps = time.perf_counter(), learner.env_steps
+    while time.perf_counter() - start < seconds:
+        worker.fill(slot, learner.version)
+        learner.step(batch)
+    return (learner.env_steps - steps) / (time.perf_counter() - start)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, float]]:
+    with (run_dir / "logs.csv").open(newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+
+
+def run_mono(flags: list[str], run_dir: Path) -> tuple[float, list[dict[str, float]], str]:
+    """Launch `python -m beast.mono`; return wall seconds from launch to exit, rows, stderr."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "beast.mono", *flags, "--savedir",
+                             str(run_dir.parent), "--run-name", run_dir.name],
+                            capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"beast.mono failed:\n{result.stderr[-3000:]}")
+    return elapsed, read_rows(run_dir), result.stderr
+
+
+def training_sps(rows: list[dict[str, float]]) -> float:
+    """Steps/s between the first and last log rows (startup excluded)."""
+    first, last = rows[0], rows[-1]
+    return (last["env_steps"] - first["env_steps"]) / (last["wall_time"] - first["wall_time"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--limit-seconds", type=float, default=10.0)
+    parser.add_argument("--sps-steps", type=int, default=3_000_000)
+    parser.add_argument("--modes", nargs="+", default=["parallel", "serial"],
+                        choices=list(MODE_FLAGS))
+    args = parser.parse_args()
+
+    limit = single_core_limit(args.limit_seconds)
+    print(f"(a) single-core limit (64 envs, batched inference, learner step per unroll): "
+          f"{limit:,.0f} steps/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in args.modes:
+            _, rows, _ = run_mono([*MODE_FLAGS[mode], "--total-steps", str(args.sps_steps),
+                                   "--log-seconds", "1"], Path(tmp) / f"sps-{mode}")
+            sps = training_sps(rows)
+            print(f"(b) MonoBeast {mode:8s} steps/s with learning: {sps:,.0f}  "
+                  f"(b)/(a) = {sps / limit:.2f}")
+        for mode in args.modes:
+            times = []
+            for seed in range(args.seeds):
+                elapsed, rows, stderr = run_mono(
+                    [*MODE_FLAGS[mode], "--target-return", "475", "--total-steps", "5000000",
+                     "--seed", str(seed), "--log-seconds", "1"],
+                    Path(tmp) / f"solve-{mode}-{seed}")
+                solved = ">= 475" in stderr
+                times.append(elapsed if solved else float("inf"))
+                print(f"(c) {mode:8s} seed {seed}: {'solved' if solved else 'NOT solved'} in "
+                      f"{elapsed:.1f} s wall from launch, {rows[-1]['env_steps']:,.0f} steps")
+            print(f"(c) {mode:8s} median wall time to mean-100 return >= 475: "
+                  f"{statistics.median(times):.1f} s")
+
+
+if __name__ == "__main__":
+    main()

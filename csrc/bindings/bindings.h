@@ -1,0 +1,11 @@
+// Each C++ component has one bind_<component>.cc defining one function below;
+// module.cc (the only PYBIND11_MODULE) calls them all.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace beast {
+
+void bind_batching_queue(pybind11::module_& m);
+
+}  // namespace beast

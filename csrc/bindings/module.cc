@@ -1,0 +1,8 @@
+#include <pybind11/pybind11.h>
+
+#include "bindings/bindings.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "Beast's C++ core (import it through beast.poly).";
+  beast::bind_batching_queue(m);
+}

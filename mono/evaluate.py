@@ -1,0 +1,38 @@
+"""`--eval RUN_DIR`: play episodes with a run's latest checkpoint and report the mean return."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from beast.checkpoint import load_checkpoint
+from beast.config import Config
+from beast.envs import make_vector_env
+from beast.models import build_model
+from beast.mono.actor import sample_actions
+
+
+@torch.inference_mode()
+def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[float]:
+    """Returns of `episodes` complete episodes, acting by sampling the trained policy."""
+    config = Config.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+    envs = make_vector_env(config.env.env, min(episodes, 16))
+    model = build_model(envs.single_observation_space, envs.single_action_space, config.model)
+    model.load_state_dict(load_checkpoint(run_dir)["learner"]["model"])
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    obs, _ = envs.reset(seed=seed)
+    running = np.zeros(envs.num_envs)
+    ended = np.zeros(envs.num_envs, bool)
+    returns: list[float] = []
+    while len(returns) < episodes:
+        actions = sample_actions(model(torch.from_numpy(obs)).policy_logits, generator)
+        obs, reward, terminated, truncated, _ = envs.step(actions.numpy())
+        running = np.where(ended, 0.0, running + reward)  # next-step autoreset: reset step
+        ended = terminated | truncated
+        returns.extend(running[ended].tolist())
+    envs.close()
+    return returns[:episodes]

@@ -1,0 +1,57 @@
+"""Deterministic test envs registered with Gymnasium (import this module to register them).
+
+`Counting-v0`: the observation is [step within episode, env marker]; the reward of a step is
+the step number it arrives at; an episode terminates after `episode_length` steps, or is
+truncated by the TimeLimit at `max_episode_steps`. Every value in a rollout is therefore
+predictable, which makes data-path checks exact.
+
+`Faulty-v0`: CartPole that raises RuntimeError("faulty env") after `fail_after` steps.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class CountingEnv(gym.Env):
+    metadata: dict = {"render_modes": []}
+
+    def __init__(self, episode_length: int = 5, marker: float = 0.0) -> None:
+        self.episode_length = episode_length
+        self.marker = marker
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(3)
+        self.count = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.count, self.marker], np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.count = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.count += 1
+        return self._obs(), float(self.count), self.count >= self.episode_length, False, {}
+
+
+class FaultyEnv(gym.Wrapper):
+    def __init__(self, fail_after: int = 50) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.fail_after = fail_after
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps > self.fail_after:
+            raise RuntimeError("faulty env")
+        return self.env.step(action)
+
+
+if "Counting-v0" not in gym.registry:
+    gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=100)
+    gym.register("Faulty-v0", entry_point=FaultyEnv)
+    gym.register("CountingTruncated-v0", entry_point=CountingEnv,
+                 kwargs={"episode_length": 1000}, max_episode_steps=6)
