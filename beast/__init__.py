@@ -3,24 +3,35 @@
 The core (this package) holds no processes and no sockets: losses, models, the learner,
 environment adapters, rollout layout, config, logging and checkpoints. The runtimes live in
 `beast.mono` (single machine, pure Python) and `beast.poly` (C++ core).
+
+Public names are imported on first use, so `import beast.config` or `python -m beast.plot`
+do not pay for importing torch.
 """
 
-from beast.config import Config, ConfigError, EnvConfig, LossConfig, ModelConfig, OptimConfig, RunConfig
-from beast.learner import Learner
-from beast.models import AgentOutput, PolicyValueMLP, build_model
-from beast.rollout import RolloutSpec
+from __future__ import annotations
 
-__all__ = [
-    "AgentOutput",
-    "Config",
-    "ConfigError",
-    "EnvConfig",
-    "Learner",
-    "LossConfig",
-    "ModelConfig",
-    "OptimConfig",
-    "PolicyValueMLP",
-    "RolloutSpec",
-    "RunConfig",
-    "build_model",
-]
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "AgentOutput": "beast.models",
+    "Config": "beast.config",
+    "ConfigError": "beast.config",
+    "EnvConfig": "beast.config",
+    "Learner": "beast.learner",
+    "LossConfig": "beast.config",
+    "ModelConfig": "beast.config",
+    "OptimConfig": "beast.config",
+    "PolicyValueMLP": "beast.models",
+    "RolloutSpec": "beast.rollout",
+    "RunConfig": "beast.config",
+    "build_model": "beast.models",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'beast' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

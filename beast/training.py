@@ -7,7 +7,8 @@ rows, periodic and final checkpoints, resume, and a bounded shutdown on SIGINT /
 Call loop::
 
     exit_code = run_training(config, run_dir, make_source, resume=False)
-        source = make_source(learner, spaces..., generation, log)
+        source = make_source(model, spaces..., generation, log)   # actors start
+        learner = Learner(model, ...)
         while budget left and no signal:
             batch = source.next_batch(timeout)     # [T+1, B, ...] tensors, or None
             metrics = learner.step(batch)
@@ -29,8 +30,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from beast.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from beast.config import Config
@@ -60,7 +63,7 @@ class BatchSource(Protocol):
 class TrainingStats:
     """Running counters and the metrics averaged between two log rows."""
 
-    def __init__(self, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, env_steps: int, state: dict[str, Any] | None = None) -> None:
         state = state or {}
         self.returns: collections.deque[float] = collections.deque(state.get("returns", []),
                                                                     maxlen=100)
@@ -71,7 +74,7 @@ class TrainingStats:
         self._sums: dict[str, float] = collections.defaultdict(float)
         self._count = 0
         self._last_time = self.started
-        self._last_steps: int | None = None
+        self._last_steps = env_steps
 
     def state_dict(self) -> dict[str, Any]:
         return {"returns": list(self.returns), "episodes": self.episodes,
@@ -98,8 +101,7 @@ class TrainingStats:
     def row(self, env_steps: int, restarts: int) -> dict[str, float]:
         """Averages since the previous row plus the run's counters; resets the averages."""
         now = time.monotonic()
-        steps_before = env_steps if self._last_steps is None else self._last_steps
-        sps = (env_steps - steps_before) / max(now - self._last_time, 1e-9)
+        sps = (env_steps - self._last_steps) / max(now - self._last_time, 1e-9)
         row = {name: total / max(self._count, 1) for name, total in self._sums.items()}
         row.update({"env_steps": float(env_steps), "wall_time": self.wall_time(), "sps": sps,
                     "mean_return": self.mean_return, "episodes": float(self.episodes),
@@ -132,14 +134,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_learner(config: Config) -> tuple[Learner, Any, Any]:
-    """The learner for this config, and the env's observation and action spaces."""
+def build_env_model(config: Config) -> tuple[nn.Module, gym.Space, gym.Space]:
+    """The model for this config's env, and the env's observation and action spaces."""
     probe = make_vector_env(config.env.env, 1)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()
-    model = build_model(*spaces, config.model)
-    learner = Learner(model, config.loss, config.optim, config.run.total_steps, config.run.device)
-    return learner, *spaces
+    return build_model(*spaces, config.model), *spaces
 
 
 def prepare_run_dir(config: Config, resume: bool, run_dir: str | Path | None = None) -> Path:
@@ -156,19 +156,19 @@ def prepare_run_dir(config: Config, resume: bool, run_dir: str | Path | None = N
 
 
 def run_training(config: Config, run_dir: Path,
-                 make_source: Callable[[Learner, Any, Any, int, Callable[[str], None]], BatchSource],
+                 make_source: Callable[[nn.Module, gym.Space, gym.Space, int,
+                                        Callable[[str], None]], BatchSource],
                  resume: bool = False) -> int:
     """Train until the step budget, the target return or a signal; returns the exit code."""
     seed_everything(config.run.seed)
-    learner, obs_space, action_space = build_learner(config)
+    model, obs_space, action_space = build_env_model(config)
     state = load_checkpoint(run_dir) if resume else None
-    if state is not None:
-        learner.load_state_dict(state["learner"])
-        set_rng_state(state["rng"])
-    stats = TrainingStats(state["stats"] if state else None)
-    logger = RunLogger(run_dir, config.run.total_steps, learner.env_steps)
+    stats = TrainingStats(state["learner"]["env_steps"] if state else 0,
+                          state["stats"] if state else None)
+    logger = RunLogger(run_dir, config.run.total_steps, state["learner"]["env_steps"] if state else 0)
     signals = StopSignals()
     source: BatchSource | None = None
+    learner: Learner | None = None
     exit_code = 0
 
     def checkpoint() -> None:
@@ -176,7 +176,14 @@ def run_training(config: Config, run_dir: Path,
                                   "config": config.to_dict()})
 
     try:
-        source = make_source(learner, obs_space, action_space, stats.resumes, logger.message)
+        # Actors start first: their start-up overlaps the learner's (the first optimiser
+        # built in a process imports torch._dynamo, over a second here).
+        source = make_source(model, obs_space, action_space, stats.resumes, logger.message)
+        learner = Learner(model, config.loss, config.optim, config.run.total_steps,
+                          config.run.device)
+        if state is not None:
+            learner.load_state_dict(state["learner"])
+            set_rng_state(state["rng"])
         source.publish_weights(learner)
         next_log = time.monotonic() + config.run.log_seconds
         next_checkpoint = time.monotonic() + 60 * config.run.checkpoint_minutes
@@ -207,9 +214,11 @@ def run_training(config: Config, run_dir: Path,
     finally:
         if source is not None:
             source.close()
-        logger.write(stats.row(learner.env_steps, source.restarts if source else 0))
-        checkpoint()
-        logger.message(f"[beast] checkpoint written to {run_dir} at {learner.env_steps:,} steps")
+        if learner is not None:
+            logger.write(stats.row(learner.env_steps, source.restarts if source else 0))
+            checkpoint()
+            logger.message(f"[beast] checkpoint written to {run_dir} at "
+                           f"{learner.env_steps:,} steps")
         logger.close()
         signals.restore()
     sys.stdout.flush()

@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         returns = evaluate(evaluate_dir, config.run.eval_episodes)
         print(f"mean return over {len(returns)} episodes: {sum(returns) / len(returns):.2f}")
         return 0
+    if config.run.num_actors > 0:
+        from beast.mono.runtime import forkserver_context
+
+        forkserver_context()  # start it now: its imports overlap ours
     from beast.mono.sources import ProcessSource, SerialSource
 
     try:
@@ -57,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"[beast] run directory: {run_dir}", file=sys.stderr)
 
-    def make_source(learner, observation_space, action_space, generation, log):
+    def make_source(model, observation_space, action_space, generation, log):
         if config.run.num_actors == 0:
-            return SerialSource(config, learner, observation_space, action_space, generation)
-        return ProcessSource(config, learner, observation_space, action_space, generation, log)
+            return SerialSource(config, model, observation_space, action_space, generation)
+        return ProcessSource(config, model, observation_space, action_space, generation, log)
 
     return run_training(config, run_dir, make_source, resume=bool(resume))
 

@@ -118,9 +118,15 @@ def actor_main(actor_id: int, generation: int, env_id: str, num_envs: int, unrol
         weights = SharedWeights.attach(weights_handle)
         envs = make_vector_env(env_id, num_envs)
         model = build_model(envs.single_observation_space, envs.single_action_space, model_config)
-        version = weights.read_into(model)
         worker = UnrollWorker(envs, model, unroll_length, actor_seed(seed, actor_id, generation))
         free = collections.deque(free_slots)
+        while weights.version < 0:  # act only with the learner's weights, never our own init
+            if conn.poll(0.01):
+                message = conn.recv()
+                if message is None:
+                    return
+                free.append(message)
+        version = weights.read_into(model)
         while True:
             while not free or conn.poll():
                 message = conn.recv()

@@ -19,11 +19,26 @@ Call loop (learner thread)::
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import queue
 import threading
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Callable
+
+ACTOR_PRELOAD = ["torch", "gymnasium", "beast.mono.actor"]
+
+
+def forkserver_context() -> mp.context.ForkServerContext:
+    """The context actors start from: a forkserver that has torch imported already, so each
+    start (and each restart) is a cheap fork of a process that never ran learner threads.
+    Calling it early overlaps the server's imports with the learner's own start-up."""
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(ACTOR_PRELOAD)
+    forkserver.ensure_running()
+    return context
+
 
 # start_actor(actor_id, generation, free_slots) -> (process, learner end of its pipe)
 StartActor = Callable[[int, int, list[int]], tuple[BaseProcess, Connection]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 
 import numpy as np
 import torch
@@ -19,11 +19,9 @@ from beast.rollout import RolloutSpec
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:
-    """Attach to a block the learner owns. Python < 3.13 registers attached blocks with the
-    resource tracker, which would unlink them when this actor exits; the owner unlinks."""
-    block = shared_memory.SharedMemory(name=name)
-    resource_tracker.unregister(block._name, "shared_memory")  # type: ignore[attr-defined]
-    return block
+    """Attach to a block the learner owns and unlinks. (Actors share the learner's resource
+    tracker, so the registration this adds is the learner's own, removed by its unlink.)"""
+    return shared_memory.SharedMemory(name=name)
 
 
 @dataclasses.dataclass(frozen=True)

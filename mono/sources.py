@@ -8,19 +8,21 @@ machine where one core is all there is.
 from __future__ import annotations
 
 import copy
-import multiprocessing as mp
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from typing import Callable
+
 import gymnasium as gym
 import torch
+from torch import nn
 
 from beast.config import Config
 from beast.envs import make_vector_env
 from beast.learner import Learner
 from beast.rollout import RolloutSpec, stack_slots
 from beast.mono.actor import UnrollWorker, actor_main, actor_seed
-from beast.mono.runtime import ActorPool
+from beast.mono.runtime import ActorPool, forkserver_context
 from beast.mono.shared import SharedRollouts, SharedWeights
 
 
@@ -34,10 +36,10 @@ class SerialSource:
 
     restarts = 0
 
-    def __init__(self, config: Config, learner: Learner, observation_space: gym.Space,
+    def __init__(self, config: Config, model: nn.Module, observation_space: gym.Space,
                  action_space: gym.Space, generation: int) -> None:
-        on_cpu = learner.device.type == "cpu"
-        self.model = learner.model if on_cpu else copy.deepcopy(learner.model).cpu()
+        on_cpu = config.run.device == "cpu"
+        self.model = model if on_cpu else copy.deepcopy(model).cpu()
         self._copy_weights = not on_cpu
         envs = make_vector_env(config.env.env, config.env.num_envs)
         self.worker = UnrollWorker(envs, self.model, config.run.unroll_length,
@@ -65,20 +67,18 @@ class SerialSource:
 class ProcessSource:
     """Actor processes fill shared slots; this side stacks B full slots per batch.
 
-    Processes start from a forkserver that has torch imported already: each start (and each
-    restart of a dead actor) is a cheap fork of a process that never ran learner threads.
+    Actors start from `forkserver_context()` (see there for why).
     """
 
-    def __init__(self, config: Config, learner: Learner, observation_space: gym.Space,
-                 action_space: gym.Space, generation: int, log) -> None:
+    def __init__(self, config: Config, model: nn.Module, observation_space: gym.Space,
+                 action_space: gym.Space, generation: int, log: Callable[[str], None]) -> None:
         run = config.run
         self.batch_size = run.batch_size
         spec = RolloutSpec.from_spaces(observation_space, action_space)
         self.rollouts = SharedRollouts.create(spec, run.num_actors * run.slots_per_actor,
                                               run.unroll_length, config.env.num_envs)
-        self.weights = SharedWeights.create(learner.model)
-        context = mp.get_context("forkserver")
-        context.set_forkserver_preload(["torch", "gymnasium", "beast.mono.actor"])
+        self.weights = SharedWeights.create(model)
+        context = forkserver_context()
 
         def start_actor(actor_id: int, restart: int, free_slots: list[int]
                         ) -> tuple[BaseProcess, Connection]:

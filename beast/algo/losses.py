@@ -46,19 +46,21 @@ def _reduce(per_step: torch.Tensor, mask: torch.Tensor | None, reduction: str) -
     return total if reduction == "sum" else total / mask.sum().clamp(min=1)
 
 
-def _expect_same_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...], like: str) -> None:
+def _expect_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...], like: str) -> None:
     if tuple(tensor.shape) != expected:
-        raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {expected} (like {like})")
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)}, expected {expected} (like {like})")
 
 
-def policy_gradient_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
-                         *, mask: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+def policy_gradient_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, *,
+                         mask: torch.Tensor | None = None, reduction: str = "mean",
+                         ) -> torch.Tensor:
     """-sum log pi(a_t|x_t) * A_t for logits [T, B, A], int actions [T, B], advantages [T, B].
 
     The advantages are detached: they are targets of the score-function estimator, and a
     gradient through them would be a different (wrong) objective.
     """
-    _expect_same_shape("advantages", advantages, tuple(logits.shape[:-1]), "the logits' leading axes")
+    _expect_shape("advantages", advantages, tuple(logits.shape[:-1]), "the logits' leading axes")
     log_pi_a = action_log_probs(logits, actions)
     return _reduce(-log_pi_a * advantages.detach(), mask, reduction)
 
@@ -66,7 +68,7 @@ def policy_gradient_loss(logits: torch.Tensor, actions: torch.Tensor, advantages
 def baseline_loss(values: torch.Tensor, targets: torch.Tensor, *, mask: torch.Tensor | None = None,
                   reduction: str = "mean") -> torch.Tensor:
     """0.5 * sum (targets - values)^2 over [T, B]; the targets are detached (regression targets)."""
-    _expect_same_shape("targets", targets, tuple(values.shape), "values")
+    _expect_shape("targets", targets, tuple(values.shape), "values")
     return _reduce(0.5 * (targets.detach() - values) ** 2, mask, reduction)
 
 
@@ -87,7 +89,7 @@ def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
     Computed from log_softmax in at least float32, so it is >= 0 up to rounding and exactly 0
     for identical logits. Unreduced: callers mask and average as they need.
     """
-    _expect_same_shape("q_logits", q_logits, tuple(p_logits.shape), "p_logits")
+    _expect_shape("q_logits", q_logits, tuple(p_logits.shape), "p_logits")
     log_p = log_softmax_f32(p_logits)
     log_q = log_softmax_f32(q_logits)
     return (log_p.exp() * (log_p - log_q)).sum(-1)
@@ -136,11 +138,12 @@ def impala_loss(
     (baseline term) only: V-trace runs on detached copies, and behaviour_logits and
     bootstrap_value get no gradient.
     """
-    _expect_same_shape("behaviour_logits", behaviour_logits, tuple(learner_logits.shape),
+    _expect_shape("behaviour_logits", behaviour_logits, tuple(learner_logits.shape),
                        "learner_logits")
     if learner_logits.dim() != 3:
-        raise ValueError(f"learner_logits has shape {tuple(learner_logits.shape)}, expected [T, B, A]")
-    _expect_same_shape("values", values, tuple(learner_logits.shape[:2]), "learner_logits' [T, B]")
+        raise ValueError(
+            f"learner_logits has shape {tuple(learner_logits.shape)}, expected [T, B, A]")
+    _expect_shape("values", values, tuple(learner_logits.shape[:2]), "learner_logits' [T, B]")
     vtrace = vtrace_from_logits(
         behaviour_logits.detach(), learner_logits.detach(), actions, discounts, rewards,
         values.detach(), bootstrap_value.detach(),

@@ -184,8 +184,8 @@ def vtrace_from_logits(
     options are those of `vtrace_from_importance_weights`.
     """
     if behaviour_policy_logits.dim() != 3:
-        raise ValueError(f"behaviour_policy_logits has shape {tuple(behaviour_policy_logits.shape)}, "
-                         "expected [T, B, A]")
+        raise ValueError("behaviour_policy_logits has shape "
+                         f"{tuple(behaviour_policy_logits.shape)}, expected [T, B, A]")
     _expect_shape("target_policy_logits", target_policy_logits,
                   tuple(behaviour_policy_logits.shape), "[T, B, A] like behaviour_policy_logits")
     _expect_shape("actions", actions, tuple(behaviour_policy_logits.shape[:2]),

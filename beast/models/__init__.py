@@ -14,4 +14,4 @@ def build_model(observation_space: gym.Space, action_space: gym.Space,
                 config: ModelConfig) -> PolicyValueMLP:
     """The model for these spaces (today the MLP; image torsos plug in here)."""
     return PolicyValueMLP.from_spaces(observation_space, action_space,
-                                      config.hidden_sizes, config.activation)
+                                      config.hidden_sizes, config.activation, config.shared_torso)

@@ -105,7 +105,8 @@ def test_masked_entries_contribute_nothing_even_if_not_finite() -> None:
     clean = baseline_loss(d["values"], d["targets"], mask=d["mask"], reduction="sum")
     poisoned = d["values"].clone()
     poisoned[~d["mask"]] = float("nan")
-    assert float(baseline_loss(poisoned, d["targets"], mask=d["mask"], reduction="sum")) == float(clean)
+    masked = baseline_loss(poisoned, d["targets"], mask=d["mask"], reduction="sum")
+    assert float(masked) == float(clean)
     all_masked = torch.zeros(T, B, dtype=torch.bool)
     zero = entropy_loss(d["logits"], mask=all_masked, reduction="mean")
     assert float(zero) == 0.0  # no division by zero
@@ -135,16 +136,18 @@ def test_categorical_kl_matches_loop_and_is_a_divergence() -> None:
             expected = sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
             assert float(kl[t, b]) == pytest.approx(expected, rel=1e-10)
     assert (kl > 0).all()
-    assert torch.equal(categorical_kl(d["logits"], d["logits"]), torch.zeros(T, B, dtype=torch.float64))
+    zeros = torch.zeros(T, B, dtype=torch.float64)
+    assert torch.equal(categorical_kl(d["logits"], d["logits"]), zeros)
     shifted = d["logits"] + 3.0  # the same distribution: softmax is shift-invariant
-    torch.testing.assert_close(categorical_kl(d["logits"], shifted), torch.zeros(T, B, dtype=torch.float64))
+    torch.testing.assert_close(categorical_kl(d["logits"], shifted), zeros)
 
 
 def test_categorical_kl_upcasts_half_precision() -> None:
     d = make_batch(5)
     kl = categorical_kl(d["logits"].bfloat16(), d["behaviour_logits"].bfloat16())
     assert kl.dtype == torch.float32
-    reference = categorical_kl(d["logits"].bfloat16().double(), d["behaviour_logits"].bfloat16().double())
+    reference = categorical_kl(d["logits"].bfloat16().double(),
+                               d["behaviour_logits"].bfloat16().double())
     torch.testing.assert_close(kl.double(), reference, rtol=1e-5, atol=1e-6)
 
 
@@ -159,7 +162,8 @@ def impala(d: dict[str, torch.Tensor], **options):
 def test_impala_total_is_the_weighted_sum_of_its_terms(reduction: str) -> None:
     d = make_batch(6)
     out = impala(d, valid=d["mask"], baseline_cost=0.7, entropy_cost=0.03, reduction=reduction)
-    torch.testing.assert_close(out.total, out.pg_loss + 0.7 * out.baseline_loss + 0.03 * out.entropy_loss)
+    weighted = out.pg_loss + 0.7 * out.baseline_loss + 0.03 * out.entropy_loss
+    torch.testing.assert_close(out.total, weighted)
     vt = vtrace_from_logits(d["behaviour_logits"], d["logits"], d["actions"], d["discounts"],
                             d["rewards"], d["values"], d["bootstrap_value"], valid=d["mask"])
     torch.testing.assert_close(out.vs, vt.vs)
@@ -227,8 +231,8 @@ def test_advantages_and_targets_are_detached() -> None:
     advantages = d["advantages"].clone().requires_grad_()
     targets = d["targets"].clone().requires_grad_()
     logits = d["logits"].clone().requires_grad_()
-    loss = policy_gradient_loss(logits, d["actions"], advantages) + baseline_loss(d["values"], targets)
-    loss.backward()
+    pg = policy_gradient_loss(logits, d["actions"], advantages)
+    (pg + baseline_loss(d["values"], targets)).backward()
     assert advantages.grad is None and targets.grad is None and logits.grad is not None
 
 

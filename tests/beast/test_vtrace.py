@@ -117,7 +117,8 @@ def test_split_at_episode_boundary_changes_nothing(k: int) -> None:
     full = run(inputs, **options)
     second = run({name: x[k + 1:] for name, x in inputs.items() if name != "bootstrap_value"}
                  | {"bootstrap_value": inputs["bootstrap_value"]}, **options)
-    for arbitrary in (torch.full((4,), 1e3, dtype=torch.float64), -7 * torch.ones(4, dtype=torch.float64)):
+    for arbitrary in (torch.full((4,), 1e3, dtype=torch.float64),
+                      torch.full((4,), -7.0, dtype=torch.float64)):
         first = run({name: x[:k + 1] for name, x in inputs.items() if name != "bootstrap_value"}
                     | {"bootstrap_value": arbitrary}, **options)
         joined = VTraceReturns(*(torch.cat([a, b]) for a, b in zip(first, second)))
@@ -146,7 +147,8 @@ def test_on_policy_targets_are_n_step_returns(batch: int) -> None:
         returns[t] = g
     out = run(inputs)
     torch.testing.assert_close(out.vs, returns, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(out.pg_advantages, returns - inputs["values"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.pg_advantages, returns - inputs["values"],
+                               rtol=1e-12, atol=1e-12)
 
 
 def segment(inputs: dict[str, torch.Tensor], start: int, stop: int, bootstrap: torch.Tensor,
@@ -176,8 +178,8 @@ def test_placeholder_step_cuts_the_trace_but_is_bootstrapped_from(k: int) -> Non
     if k < T - 1:  # after: an unroll starting at x_{k+1}, bootstrapped as given
         after = reference_vtrace(**segment(inputs, k + 1, T, inputs["bootstrap_value"][b], b),
                                  clip_rho=CLIP_RHO, clip_pg_rho=CLIP_PG_RHO)
-        assert_returns_close(VTraceReturns(out.vs[k + 1:, b:b + 1], out.pg_advantages[k + 1:, b:b + 1]),
-                             after, rtol=1e-10, atol=1e-10)
+        tail = VTraceReturns(out.vs[k + 1:, b:b + 1], out.pg_advantages[k + 1:, b:b + 1])
+        assert_returns_close(tail, after, rtol=1e-10, atol=1e-10)
     others = run(inputs, **options)
     for b in (0, 2):
         torch.testing.assert_close(out.vs[:, b], others.vs[:, b])
@@ -195,7 +197,8 @@ def test_placeholder_inputs_do_not_leak_even_if_not_finite() -> None:
     poisoned["log_rhos"][2] = float("inf")
     poisoned["discounts"][2] = 0.123
     out_poisoned = run(poisoned, valid=valid)
-    assert torch.isfinite(out_poisoned.vs).all() and torch.isfinite(out_poisoned.pg_advantages).all()
+    assert torch.isfinite(out_poisoned.vs).all()
+    assert torch.isfinite(out_poisoned.pg_advantages).all()
     assert_returns_close(out_poisoned, out, rtol=0, atol=0)
     # Whereas V(x_2) is what step 1 bootstraps from: changing it must change v_1.
     moved = {name: x.clone() for name, x in inputs.items()}
@@ -224,7 +227,8 @@ def test_from_logits_matches_importance_weights_from_categorical() -> None:
     assert_returns_close(VTraceReturns(out.vs, out.pg_advantages), expected)
     # Documented gradient contract: action log-probs keep history, the V-trace outputs do not.
     assert out.target_action_log_probs.requires_grad
-    assert not (out.vs.requires_grad or out.pg_advantages.requires_grad or out.log_rhos.requires_grad)
+    assert not out.vs.requires_grad and not out.pg_advantages.requires_grad
+    assert not out.log_rhos.requires_grad
 
 
 def test_outputs_are_stop_gradient() -> None:
@@ -251,7 +255,8 @@ def test_shape_errors_name_the_argument(name: str) -> None:
 @pytest.mark.parametrize("name", ["behaviour_policy_logits", "target_policy_logits", "actions"])
 def test_from_logits_shape_errors_name_the_argument(name: str) -> None:
     inputs = random_inputs(3, seed=6)
-    args = {"behaviour_policy_logits": torch.zeros(T, 3, 2), "target_policy_logits": torch.zeros(T, 3, 2),
+    args = {"behaviour_policy_logits": torch.zeros(T, 3, 2),
+            "target_policy_logits": torch.zeros(T, 3, 2),
             "actions": torch.zeros(T, 3, dtype=torch.int64)}
     args[name] = args[name][:, :2]
     with pytest.raises(ValueError, match=name):
