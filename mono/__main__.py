@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from beast.config import Config, ConfigError, build_parser, config_from_args
 from beast.envs import UnknownEnvError, resolve_env_id
-from beast.training import prepare_run_dir, run_training
 
 DESCRIPTION = ("MonoBeast: IMPALA on one machine. Actor processes step batches of Gymnasium "
                "envs into shared memory; the learner trains with V-trace.")
@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from beast.mono.runtime import forkserver_context
 
         forkserver_context()  # start it now: its imports overlap ours
+    import torch
+
     from beast.mono.sources import ProcessSource, SerialSource
+    from beast.training import prepare_run_dir, run_training
 
     try:
         run_dir = prepare_run_dir(config, resume=bool(resume), run_dir=resume)
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"beast.mono: error: {exc}", file=sys.stderr)
         return 2
     print(f"[beast] run directory: {run_dir}", file=sys.stderr)
+    if config.run.num_actors > 0:
+        # Each actor runs one thread; the learner gets the cores they leave. Oversubscribing
+        # (torch's default: all cores) costs more than a third of the throughput on 2 cores.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.run.num_actors))
 
     def make_source(model, observation_space, action_space, generation, log):
         if config.run.num_actors == 0:

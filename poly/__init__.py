@@ -10,7 +10,7 @@ except ImportError as e:  # pragma: no cover - depends on how the package was bu
     raise ImportError(
         "beast.poly needs the compiled extension beast.poly._core, which failed to import "
         f"({e}). Build it from the repository root with "
-        "`pip install --no-build-isolation -e .` (again after any change under csrc/); "
+        "`pip install -e .` (again after any change under csrc/); "
         "beast.mono works without it."
     ) from e
 
