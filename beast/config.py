@@ -200,8 +200,41 @@ class RunConfig:
                    f"--slots-per-actor (now {self.num_actors} x {self.slots_per_actor})")
 
 
+@dataclasses.dataclass
+class SyncConfig:
+    sync: str = "every-step"
+    """When actors take new weights: every-step (at each new learner version), periodic (every
+    --sync-period versions) or aps (when their policy drifted, see --aps-*)."""
+
+    sync_period: int = 16
+    """Versions between syncs with --sync periodic."""
+
+    aps_delta: float = 0.01
+    """APS: sync when the estimated KL(actor || learner) per state reaches this (nats)."""
+
+    aps_max_lag: int = 32
+    """APS: sync at the latest when an actor lags this many versions."""
+
+    aps_max_seconds: float | None = None
+    """APS: sync at the latest this many seconds after the previous sync (default: off)."""
+
+    aps_target_rate: float | None = None
+    """APS budget mode: adapt --aps-delta towards this many syncs per learner step per actor."""
+
+    def __post_init__(self) -> None:
+        _check(self.sync in ("every-step", "periodic", "aps"),
+               f"--sync must be every-step, periodic or aps (got {self.sync!r})")
+        _check(self.sync_period >= 1, "--sync-period must be >= 1")
+        _check(self.aps_delta >= 0, "--aps-delta must be >= 0")
+        _check(self.aps_max_lag >= 1, "--aps-max-lag must be >= 1")
+        _check(self.aps_max_seconds is None or self.aps_max_seconds > 0,
+               "--aps-max-seconds must be > 0")
+        _check(self.aps_target_rate is None or self.aps_target_rate > 0,
+               "--aps-target-rate must be > 0")
+
+
 _GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig,
-           "optim": OptimConfig, "run": RunConfig}
+           "optim": OptimConfig, "run": RunConfig, "sync": SyncConfig}
 
 
 @dataclasses.dataclass
@@ -213,6 +246,7 @@ class Config:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    sync: SyncConfig = dataclasses.field(default_factory=SyncConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

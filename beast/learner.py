@@ -51,6 +51,8 @@ class Learner:
         self.optimizer = build_optimizer(self.model.parameters(), optim)
         self.version = 0
         self.env_steps = 0
+        self.last_kl: torch.Tensor | None = None  # [T, B] KL(mu || pi) of the last step
+        self.last_valid: torch.Tensor | None = None  # [T, B] its real (unmasked) steps
 
     def learning_rate(self) -> float:
         if self.optim_config.lr_decay == "none":
@@ -114,19 +116,28 @@ class Learner:
     def _diagnostics(self, learner_logits: torch.Tensor, behaviour_logits: torch.Tensor,
                      valid: torch.Tensor, policy_version: torch.Tensor,
                      log_rhos: torch.Tensor) -> dict[str, float]:
-        """Off-policyness of the batch: KL(mu || pi), importance-weight clipping, policy lag."""
-        valid_count = valid.sum().clamp(min=1)
+        """Off-policyness of the batch: KL(mu || pi) per state, importance weights, policy lag.
+
+        Keeps the per-step KL (and its validity mask) in `last_kl` / `last_valid`: a sync
+        controller reads the drift of each actor from there, at no extra cost.
+        """
         kl = categorical_kl(behaviour_logits, learner_logits)
-        lag = (self.version - policy_version)[valid]
+        self.last_kl, self.last_valid = kl, valid
+        valid_kl = kl[valid]
+        if valid_kl.numel() == 0:
+            valid_kl = torch.zeros(1, device=kl.device)
+        lag = (self.version - policy_version)[valid].float()
         if lag.numel() == 0:
-            lag = torch.zeros(1, dtype=torch.int64)
-        rho_clipped = (log_rhos > math.log(self.loss_config.clip_rho)) & valid
+            lag = torch.zeros(1, device=kl.device)
+        rho_clipped = (log_rhos > math.log(self.loss_config.clip_rho))[valid]
         return {
-            "kl_behaviour_learner": float((kl * valid).sum() / valid_count),
-            "rho_clip_frac": float(rho_clipped.sum() / valid_count),
-            "policy_lag/mean": float(lag.float().mean()),
-            "policy_lag/min": float(lag.min()),
-            "policy_lag/max": float(lag.max()),
+            "aps/kl_mean": float(valid_kl.mean()),
+            "aps/kl_p95": float(torch.quantile(valid_kl.float(), 0.95)),
+            "aps/log_rho_abs_mean": float(log_rhos[valid].abs().mean()) if valid.any() else 0.0,
+            "aps/rho_clip_frac": float(rho_clipped.float().mean()) if valid.any() else 0.0,
+            "aps/lag_mean": float(lag.mean()),
+            "aps/lag_min": float(lag.min()),
+            "aps/lag_max": float(lag.max()),
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -56,12 +56,17 @@ class BatchSource(Protocol):
         """Make the learner's current weights and version available to actors. This is the one
         function a synchronisation controller gates."""
 
+    def metrics(self) -> dict[str, float]:
+        """The runtime's own counters for a log row (e.g. weight syncs)."""
+
     def close(self) -> None:
         """Stop actors and free resources; idempotent and bounded in time."""
 
 
 class TrainingStats:
     """Running counters and the metrics averaged between two log rows."""
+
+    COUNTERS = frozenset({"version", "env_steps"})
 
     def __init__(self, env_steps: int, state: dict[str, Any] | None = None) -> None:
         state = state or {}
@@ -72,6 +77,7 @@ class TrainingStats:
         self.resumes = int(state.get("resumes", -1)) + 1
         self.started = time.monotonic()
         self._sums: dict[str, float] = collections.defaultdict(float)
+        self._latest: dict[str, float] = {}
         self._count = 0
         self._last_time = self.started
         self._last_steps = env_steps
@@ -90,7 +96,10 @@ class TrainingStats:
         self.returns.extend(returns.tolist())
         self.episodes += len(returns)
         for name, value in metrics.items():
-            self._sums[name] += value
+            if name in self.COUNTERS:
+                self._latest[name] = value
+            else:
+                self._sums[name] += value
         self._count += 1
 
     @property
@@ -103,6 +112,7 @@ class TrainingStats:
         now = time.monotonic()
         sps = (env_steps - self._last_steps) / max(now - self._last_time, 1e-9)
         row = {name: total / max(self._count, 1) for name, total in self._sums.items()}
+        row.update(self._latest)  # counters are reported as they are now, not averaged
         row.update({"env_steps": float(env_steps), "wall_time": self.wall_time(), "sps": sps,
                     "mean_return": self.mean_return, "episodes": float(self.episodes),
                     "actor_restarts": float(restarts)})
@@ -200,7 +210,8 @@ def run_training(config: Config, run_dir: Path,
                     break
             now = time.monotonic()
             if now >= next_log:
-                logger.write(stats.row(learner.env_steps, source.restarts))
+                logger.write({**stats.row(learner.env_steps, source.restarts),
+                              **source.metrics()})
                 next_log = now + config.run.log_seconds
             if now >= next_checkpoint:
                 checkpoint()
@@ -212,10 +223,14 @@ def run_training(config: Config, run_dir: Path,
         logger.message(f"[beast] run failed:\n{traceback.format_exc()}")
         exit_code = 1
     finally:
+        final_row = {}
+        if learner is not None:
+            final_row = {**stats.row(learner.env_steps, source.restarts if source else 0),
+                         **(source.metrics() if source else {})}
         if source is not None:
             source.close()
         if learner is not None:
-            logger.write(stats.row(learner.env_steps, source.restarts if source else 0))
+            logger.write(final_row)
             checkpoint()
             logger.message(f"[beast] checkpoint written to {run_dir} at "
                            f"{learner.env_steps:,} steps")

@@ -23,7 +23,8 @@ from torch import nn
 from beast.config import ModelConfig
 from beast.envs import make_vector_env
 from beast.models import build_model
-from beast.mono.shared import RolloutHandle, SharedRollouts, SharedWeights, WeightsHandle
+from beast.mono.shared import (RolloutHandle, SharedRollouts, SharedWeights, SyncBoard,
+                               SyncBoardHandle, WeightsHandle)
 
 
 def sample_actions(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -109,32 +110,39 @@ def actor_seed(base_seed: int, actor_id: int, generation: int) -> int:
 
 def actor_main(actor_id: int, generation: int, env_id: str, num_envs: int, unroll_length: int,
                seed: int, model_config: ModelConfig, rollouts_handle: RolloutHandle,
-               weights_handle: WeightsHandle, free_slots: list[int], conn: Connection) -> None:
-    """Process entry point: fill free slots until told to stop or the learner goes away."""
+               weights_handle: WeightsHandle, board_handle: SyncBoardHandle,
+               free_slots: list[int], conn: Connection) -> None:
+    """Process entry point: fill free slots until told to stop or the learner goes away.
+
+    Weights are copied only when the learner's sync controller raised this actor's flag
+    (checked at each unroll boundary); the first copy is awaited before acting at all.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
     torch.set_num_threads(1)
     try:
         rollouts = SharedRollouts.attach(rollouts_handle)
         weights = SharedWeights.attach(weights_handle)
+        board = SyncBoard.attach(board_handle)
         envs = make_vector_env(env_id, num_envs)
         model = build_model(envs.single_observation_space, envs.single_action_space, model_config)
         worker = UnrollWorker(envs, model, unroll_length, actor_seed(seed, actor_id, generation))
         free = collections.deque(free_slots)
-        while weights.version < 0:  # act only with the learner's weights, never our own init
+        while not (board.flagged(actor_id) and weights.version >= 0):  # never act with our init
             if conn.poll(0.01):
                 message = conn.recv()
                 if message is None:
                     return
                 free.append(message)
-        version = weights.read_into(model)
+        version = -1
         while True:
             while not free or conn.poll():
                 message = conn.recv()
                 if message is None:
                     return
                 free.append(message)
-            if weights.version != version:
+            if board.flagged(actor_id):
                 version = weights.read_into(model)
+                board.synced(actor_id, version)
             slot = free.popleft()
             worker.fill(rollouts.slot(slot), version)
             conn.send(slot)

@@ -143,3 +143,63 @@ class SharedWeights:
             block.close()
             if self._owner:
                 block.unlink()
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncBoardHandle:
+    num_actors: int
+    name: str
+
+
+class SyncBoard:
+    """Per-actor sync flags and versions in shared memory: the learner's sync controller
+    raises an actor's flag; the actor, at its next unroll boundary, copies the weights,
+    records their version and its sync count, and lowers the flag.
+
+    Each field has one writer except the flag (learner raises, actor lowers). If a raise
+    lands between the actor's copy and its lowering, it is lost, but harmlessly: the actor
+    just took the newest weights, and the controller raises it again when needed.
+    """
+
+    FLAG, VERSION, SYNCS = range(3)
+
+    def __init__(self, block: shared_memory.SharedMemory, num_actors: int, owner: bool) -> None:
+        self._block, self._owner = block, owner
+        self.table = np.ndarray((num_actors, 3), np.int64, buffer=block.buf)
+        self.handle = SyncBoardHandle(num_actors, block.name)
+
+    @classmethod
+    def create(cls, num_actors: int) -> "SyncBoard":
+        board = cls(shared_memory.SharedMemory(create=True, size=num_actors * 3 * 8),
+                    num_actors, owner=True)
+        board.table[:] = (0, -1, 0)
+        return board
+
+    @classmethod
+    def attach(cls, handle: SyncBoardHandle) -> "SyncBoard":
+        return cls(_attach(handle.name), handle.num_actors, owner=False)
+
+    def raise_flag(self, actor: int) -> None:
+        self.table[actor, self.FLAG] = 1
+
+    def flagged(self, actor: int) -> bool:
+        return bool(self.table[actor, self.FLAG])
+
+    def version(self, actor: int) -> int:
+        return int(self.table[actor, self.VERSION])
+
+    def synced(self, actor: int, version: int) -> None:
+        """Actor side: record the version just copied and lower the flag."""
+        self.table[actor, self.VERSION] = version
+        self.table[actor, self.SYNCS] += 1
+        self.table[actor, self.FLAG] = 0
+
+    def reset(self, actor: int) -> None:
+        """A (re)started actor holds no weights yet."""
+        self.table[actor] = (0, -1, self.table[actor, self.SYNCS])
+
+    def close(self) -> None:
+        del self.table
+        self._block.close()
+        if self._owner:
+            self._block.unlink()

@@ -11,9 +11,11 @@ import copy
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+import time
 from typing import Callable
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +25,8 @@ from beast.learner import Learner
 from beast.rollout import RolloutSpec, stack_slots
 from beast.mono.actor import UnrollWorker, actor_main, actor_seed
 from beast.mono.runtime import ActorPool, forkserver_context
-from beast.mono.shared import SharedRollouts, SharedWeights
+from beast.mono.shared import SharedRollouts, SharedWeights, SyncBoard
+from beast.mono.sync import ActorSync, make_controller
 
 
 def _as_tensors(arrays: dict) -> dict[str, torch.Tensor]:
@@ -60,6 +63,9 @@ class SerialSource:
             self.model.load_state_dict(learner.model.state_dict())
         self.version = learner.version
 
+    def metrics(self) -> dict[str, float]:
+        return {}  # the worker uses the learner's own weights: always in sync
+
     def close(self) -> None:
         self.worker.envs.close()
 
@@ -78,16 +84,21 @@ class ProcessSource:
         self.rollouts = SharedRollouts.create(spec, run.num_actors * run.slots_per_actor,
                                               run.unroll_length, config.env.num_envs)
         self.weights = SharedWeights.create(model)
+        self.board = SyncBoard.create(run.num_actors)
+        self.sync = ActorSync(make_controller(config.sync, run.num_actors), self.board,
+                              run.slots_per_actor, weight_bytes=4 * self.weights.handle.size)
         context = forkserver_context()
 
         def start_actor(actor_id: int, restart: int, free_slots: list[int]
                         ) -> tuple[BaseProcess, Connection]:
+            self.sync.actor_started(actor_id, self.weights.version, time.monotonic())
             learner_end, actor_end = context.Pipe(duplex=True)
             process = context.Process(
                 target=actor_main, name=f"beast-actor-{actor_id}", daemon=True,
                 args=(actor_id, generation * 1000 + restart, config.env.env,
                       config.env.num_envs, run.unroll_length, run.seed, config.model,
-                      self.rollouts.handle, self.weights.handle, free_slots, actor_end))
+                      self.rollouts.handle, self.weights.handle, self.board.handle,
+                      free_slots, actor_end))
             process.start()
             actor_end.close()
             return process, learner_end
@@ -96,6 +107,9 @@ class ProcessSource:
                               run.max_actor_restarts, log)
         self.pool.start()
         self._pending: list[int] = []
+        self._batch_slots: list[int] = []  # slots of the batch being learned from
+        self._batch_versions = np.zeros(0, np.int64)  # the policy version of each
+        self._num_envs = config.env.num_envs
         self._closed = False
 
     @property
@@ -111,10 +125,19 @@ class ProcessSource:
         slots, self._pending = self._pending, []
         batch = stack_slots(self.rollouts.arrays, slots)
         self.pool.release(slots)
+        self._batch_slots = slots
+        self._batch_versions = batch["policy_version"][-1, ::self._num_envs]
         return _as_tensors(batch)
 
     def publish_weights(self, learner: Learner) -> None:
+        """Publish to shared memory (cheap) and let the sync controller flag the actors that
+        should copy (every-step, periodic or APS)."""
         self.weights.publish(learner.model, learner.version)
+        self.sync.after_step(learner, self._batch_slots, self._batch_versions, time.monotonic())
+        self._batch_slots = []
+
+    def metrics(self) -> dict[str, float]:
+        return self.sync.metrics()
 
     def close(self) -> None:
         if self._closed:
@@ -123,3 +146,4 @@ class ProcessSource:
         self.pool.close()
         self.rollouts.close()
         self.weights.close()
+        self.board.close()

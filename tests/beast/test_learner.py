@@ -44,7 +44,8 @@ def test_step_updates_weights_counters_and_reports_metrics(optimizer: str) -> No
     changed = [not torch.equal(before[k], v) for k, v in learner.model.state_dict().items()]
     assert all(changed)
     for name in ("loss/total", "loss/pg", "loss/baseline", "loss/entropy", "grad_norm",
-                 "learning_rate", "kl_behaviour_learner", "policy_lag/mean"):
+                 "learning_rate", "aps/kl_mean", "aps/kl_p95", "aps/lag_mean",
+                 "aps/log_rho_abs_mean", "aps/rho_clip_frac"):
         assert np.isfinite(metrics[name]), name
     assert metrics["version"] == 1
 
@@ -70,8 +71,8 @@ def test_policy_lag_is_measured_from_policy_version() -> None:
     metrics = learner.step(batch)
     valid = ~(batch["terminated"][:-1] | batch["truncated"][:-1])
     lags = (7 - batch["policy_version"][:-1])[valid].float()
-    assert metrics["policy_lag/mean"] == pytest.approx(lags.mean().item())
-    assert metrics["policy_lag/max"] == 5 and metrics["policy_lag/min"] == 3
+    assert metrics["aps/lag_mean"] == pytest.approx(lags.mean().item())
+    assert metrics["aps/lag_max"] == 5 and metrics["aps/lag_min"] == 3
 
 
 def test_kl_is_zero_when_behaviour_is_the_learner() -> None:
@@ -80,8 +81,11 @@ def test_kl_is_zero_when_behaviour_is_the_learner() -> None:
     with torch.no_grad():
         batch["policy_logits"] = learner.model(batch["obs"]).policy_logits
     metrics = learner.step(batch)
-    assert metrics["kl_behaviour_learner"] == pytest.approx(0.0, abs=1e-6)
-    assert metrics["rho_clip_frac"] == 0.0
+    assert metrics["aps/kl_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["aps/rho_clip_frac"] == 0.0
+    assert metrics["aps/log_rho_abs_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert learner.last_kl.shape == (T, K)
+    assert float(learner.last_kl.abs().max()) < 1e-6
 
 
 def gradients(batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
