@@ -44,3 +44,63 @@ class BatchingQueue:
     def batch_dim(self) -> int: ...
     @property
     def stack(self) -> bool: ...
+
+class Batch:
+    """Requests taken together by ``DynamicBatcher.get_batch``.
+
+    ``inputs`` stacks them along a new axis 0; ``len(batch)`` is their number.
+    Resolve it exactly once with ``set_outputs`` or ``set_error``; dropping it
+    unresolved fails its callers with RuntimeError. Resolving twice raises
+    RuntimeError.
+    """
+
+    @property
+    def inputs(self) -> dict[str, np.ndarray]: ...
+    @property
+    def resolved(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def set_outputs(self, outputs: dict[str, np.ndarray]) -> None:
+        """Caller i gets ``{k: v[i]}`` (copied). Every array needs axis 0 == ``len(self)``.
+
+        Otherwise every caller fails at once with RuntimeError and this raises
+        ValueError (batch size mismatch) or TypeError (not a dict of arrays).
+        """
+    def set_error(self, message: str) -> None:
+        """Fail every caller of the batch with a RuntimeError whose text includes ``message``."""
+
+class DynamicBatcher:
+    """Central inference: callers submit one row each, inference threads batch them.
+
+    Callers block in ``compute(inputs)`` (one row, no batch axis) until
+    their row is computed and get ``{k: v[i]}``, a new array per key. Inference
+    threads ``get_batch()`` (rows stacked along a new axis 0), run the model,
+    and ``set_outputs``. The first request fixes keys, dtypes and shapes. At
+    most ``max_pending`` requests wait to be batched; ``compute`` blocks beyond
+    that. ``close()`` fails every unfinished request (RuntimeError "closed"),
+    and ``get_batch`` then raises StopIteration.
+    """
+
+    def __init__(self, max_pending: int = 1024) -> None: ...
+    def compute(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, np.ndarray]:
+        """Submit one row and wait for its outputs.
+
+        Raises ValueError (schema mismatch, naming the key), TypeError (not a
+        dict of str to ndarray, or an unsupported dtype), RuntimeError (its
+        batch failed, or the batcher is or gets closed), TimeoutError (the whole
+        call took longer than ``timeout`` seconds).
+        """
+    def get_batch(self, min_items: int = 1, max_items: int | None = None, timeout: float | None = None) -> Batch:
+        """Wait for ``min_items`` requests, take up to ``max_items`` (default: all pending).
+
+        After ``timeout`` seconds takes the requests pending then, or raises
+        TimeoutError if none. Raises StopIteration once closed.
+        """
+    def close(self) -> None:
+        """Idempotent; fails every unfinished request, wakes every blocked call."""
+    def __len__(self) -> int: ...
+    def __iter__(self) -> DynamicBatcher: ...
+    def __next__(self) -> Batch: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def max_pending(self) -> int: ...

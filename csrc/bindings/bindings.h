@@ -7,5 +7,6 @@
 namespace beast {
 
 void bind_batching_queue(pybind11::module_& m);
+void bind_dynamic_batcher(pybind11::module_& m);
 
 }  // namespace beast

@@ -5,4 +5,5 @@
 PYBIND11_MODULE(_core, m) {
   m.doc() = "Beast's C++ core (import it through beast.poly).";
   beast::bind_batching_queue(m);
+  beast::bind_dynamic_batcher(m);
 }

@@ -2,67 +2,13 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstring>
 #include <vector>
+
+#include "core/deadline.h"
+#include "core/stack.h"
 
 namespace beast {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-using Deadline = std::optional<Clock::time_point>;
-
-// Bounds beyond this many seconds (~30 years) mean "for ever": converting
-// them to a time_point would overflow.
-constexpr double kForeverSeconds = 1e9;
-
-Deadline deadline_after(Timeout timeout) {
-  if (!timeout) return std::nullopt;
-  const double seconds = timeout->count();
-  if (!(seconds >= 0)) {  // also refuses NaN
-    throw std::invalid_argument("BatchingQueue: timeout must be >= 0 seconds (or none to wait for ever), got " +
-                                std::to_string(seconds));
-  }
-  if (seconds > kForeverSeconds) return std::nullopt;
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(*timeout);
-}
-
-template <typename Predicate>
-void wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, const Deadline& deadline,
-                Predicate ready) {
-  if (deadline) {
-    cv.wait_until(lock, *deadline, ready);
-  } else {
-    cv.wait(lock, ready);
-  }
-}
-
-// Joins the arrays under `key` of every item along `dim` into a new array.
-// Seen from axis `dim`, each C-contiguous input is `outer` = prod(shape[:dim])
-// rows of a contiguous chunk; output row o is the items' chunks o back to
-// back. Stacking is the special case where every chunk holds one slice.
-Array join(const std::vector<Item>& items, const std::string& key, std::int64_t dim, bool stack) {
-  const Array& first = items.front().at(key);
-  Shape shape = first.shape();
-  if (stack) {
-    shape.insert(shape.begin() + dim, static_cast<std::int64_t>(items.size()));
-  } else {
-    shape[dim] = 0;
-    for (const Item& item : items) shape[dim] += item.at(key).shape()[dim];
-  }
-  Array out = Array::empty(first.dtype(), std::move(shape));
-
-  const std::int64_t outer = numel(Shape(first.shape().begin(), first.shape().begin() + dim));
-  auto* dst = static_cast<std::byte*>(out.data());
-  for (std::int64_t row = 0; row < outer; ++row) {
-    for (const Item& item : items) {
-      const Array& array = item.at(key);
-      const std::size_t chunk = array.nbytes() / static_cast<std::size_t>(outer);
-      std::memcpy(dst, static_cast<const std::byte*>(array.data()) + static_cast<std::size_t>(row) * chunk, chunk);
-      dst += chunk;
-    }
-  }
-  return out;
-}
 
 std::string key_list(const std::map<std::string, ArraySpec>& schema) {
   std::string s;
@@ -129,7 +75,7 @@ void BatchingQueue::check_schema_locked(const Item& item) {
 // On every throw below, `item` still holds its arrays; it is destroyed after
 // `lock` is released (parameters outlive the function's locals).
 void BatchingQueue::enqueue(Item item, Timeout timeout) {
-  const Deadline deadline = deadline_after(timeout);
+  const Deadline deadline = deadline_after(timeout, "BatchingQueue");
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (closed_) throw QueueClosed("BatchingQueue.enqueue: the queue is closed");
@@ -155,7 +101,7 @@ Item BatchingQueue::dequeue(std::int64_t min_items, std::int64_t max_items, Time
     throw std::invalid_argument("BatchingQueue.dequeue: max_items (" + std::to_string(max_items) +
                                 ") must be >= min_items (" + std::to_string(min_items) + ")");
   }
-  const Deadline deadline = deadline_after(timeout);
+  const Deadline deadline = deadline_after(timeout, "BatchingQueue");
   std::vector<Item> taken;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -178,7 +124,7 @@ Item BatchingQueue::dequeue(std::int64_t min_items, std::int64_t max_items, Time
   // consumers are not held up.
   Item batch;
   for (const auto& entry : taken.front()) {
-    batch.emplace(entry.first, join(taken, entry.first, batch_dim_, stack_));
+    batch.emplace(entry.first, join_arrays(taken, entry.first, batch_dim_, stack_));
   }
   return batch;
 }
