@@ -60,6 +60,8 @@ def summarise_run(rows: list[dict[str, float]], budget: int) -> dict[str, float]
         "kl_mean": statistics.fmean(r["aps/kl_mean"] for r in rows if "aps/kl_mean" in r),
         "rho_clip_frac": statistics.fmean(r["aps/rho_clip_frac"] for r in rows
                                           if "aps/rho_clip_frac" in r),
+        "log_rho_abs_mean": statistics.fmean(r["aps/log_rho_abs_mean"] for r in rows
+                                             if "aps/log_rho_abs_mean" in r),
         "lag_mean": statistics.fmean(r["aps/lag_mean"] for r in rows if "aps/lag_mean" in r),
         "lag_max": max(r["aps/lag_max"] for r in rows if "aps/lag_max" in r),
         "sync_rate_first_quarter": sync_rate(rows, 0.0, 0.25 * budget),
@@ -138,7 +140,7 @@ def plot(path: Path, runs: list[dict], out: Path, seeds: int) -> None:
 
 def report(table: list[dict]) -> None:
     columns = ["arm", "syncs_per_1M", "final_return", "steps_to_solve", "sps", "kl_mean",
-               "rho_clip_frac", "lag_mean", "lag_max", "sync_rate_first_quarter",
+               "rho_clip_frac", "log_rho_abs_mean", "lag_mean", "lag_max", "sync_rate_first_quarter",
                "sync_rate_last_quarter", "solved_runs"]
     print(" | ".join(columns))
     for row in table:
@@ -161,14 +163,16 @@ def report(table: list[dict]) -> None:
     for name in [a for a in arms if a.startswith("aps")]:
         row = arms[name]
         match = min(periodic, key=lambda p: abs(p["syncs_per_1M"] - row["syncs_per_1M"]))
-        better = (row["kl_mean"] < match["kl_mean"] and row["rho_clip_frac"] < match["rho_clip_frac"])
         as_good = row["final_return"] >= match["final_return"] - 2 * max(
             row["final_return_std"], match["final_return_std"], 1.0)
+        verdicts = [f"{label} {row[key]:.4f} vs {match[key]:.4f} "
+                    f"({'lower' if row[key] < match[key] else 'NOT lower'})"
+                    for label, key in (("KL", "kl_mean"), ("rho clip", "rho_clip_frac"),
+                                       ("|log rho|", "log_rho_abs_mean"))]
         print(f"2. {name} ({row['syncs_per_1M']:.0f} syncs/1M) vs {match['arm']} "
-              f"({match['syncs_per_1M']:.0f}): KL {row['kl_mean']:.4f} vs {match['kl_mean']:.4f}, "
-              f"rho clip {row['rho_clip_frac']:.3f} vs {match['rho_clip_frac']:.3f}, return "
-              f"{row['final_return']:.1f} vs {match['final_return']:.1f}: "
-              f"{'HELD' if better and as_good else 'NOT HELD'}")
+              f"({match['syncs_per_1M']:.0f}): {', '.join(verdicts)}; return "
+              f"{row['final_return']:.1f} vs {match['final_return']:.1f} "
+              f"({'equal or better' if as_good else 'WORSE'})")
         falls = row["sync_rate_first_quarter"] > row["sync_rate_last_quarter"]
         print(f"3. {name} sync rate first quarter {row['sync_rate_first_quarter']:.3f} -> last "
               f"quarter {row['sync_rate_last_quarter']:.3f}: {'HELD' if falls else 'NOT HELD'}")
