@@ -1,5 +1,7 @@
 """Typed stub of the C++ extension beast.poly._core (csrc/bindings)."""
 
+from collections.abc import Callable
+
 import numpy as np
 
 class BatchingQueue:
@@ -104,3 +106,68 @@ class DynamicBatcher:
     def closed(self) -> bool: ...
     @property
     def max_pending(self) -> int: ...
+
+class EnvServer:
+    """Hosts environments for remote actors (wire protocol: csrc/net/wire.h).
+
+    Each client connection gets its own session from ``make_session()``: an object with
+    ``spec() -> dict`` (observation_shape, observation_dtype, action_shape, action_dtype,
+    num_actions, num_envs), ``reset(seed: int | None) -> {"obs": [K, ...]}``,
+    ``step(action: np.ndarray) -> {"obs", "reward", "terminated", "truncated"}`` and optionally
+    ``close()``. C++ threads do all socket I/O without the GIL and take it only for those calls.
+    A Python exception there reaches that client as an ERROR carrying its traceback; a malformed
+    frame closes that connection only (reason logged to stderr).
+    """
+
+    def __init__(self, address: str, make_session: Callable[[], object], *, max_frame_bytes: int = ...) -> None:
+        """Bind ``"HOST:PORT"`` (port 0: a free port) or ``"unix:/path"``; ConnectionError if it cannot."""
+    @property
+    def address(self) -> str:
+        """The bound address, e.g. ``"127.0.0.1:43121"``."""
+    @property
+    def num_connections(self) -> int: ...
+    def close(self) -> None:
+        """Idempotent; stops accepting, ends every connection, closes every session."""
+    def __enter__(self) -> EnvServer: ...
+    def __exit__(self, *args: object) -> None: ...
+
+class EnvClient:
+    """Blocking client of an env server: K environments stepped as one batch.
+
+    ``timeout`` (seconds; None: for ever) bounds the connect and each reply. An env exception
+    on the server raises RuntimeError with its traceback (the client stays usable); a dead or
+    unreachable server raises ConnectionError, a slow one TimeoutError, and after either the
+    client is closed.
+    """
+
+    def __init__(self, address: str, timeout: float | None = 30.0, *, max_frame_bytes: int = ...) -> None: ...
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        """Reset all K envs (env i gets ``seed + i``); returns ``{"obs": [K, ...]}``."""
+    def step(self, actions: np.ndarray) -> dict[str, np.ndarray]:
+        """Step all K envs with ``actions`` ``[K, *action_shape]`` (safe casts only).
+
+        Returns obs, reward, terminated, truncated, each ``[K, ...]`` (next-step autoreset).
+        Raises ValueError (wrong shape), TypeError (unsafe dtype), RuntimeError (the env
+        raised), ConnectionError, TimeoutError.
+        """
+    def close(self) -> None:
+        """Idempotent; tells the server, then closes the socket."""
+    def __enter__(self) -> EnvClient: ...
+    def __exit__(self, *args: object) -> None: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def num_envs(self) -> int: ...
+    @property
+    def num_actions(self) -> int:
+        """Discrete action count; 0 for other action spaces."""
+    @property
+    def observation_shape(self) -> tuple[int, ...]: ...
+    @property
+    def observation_dtype(self) -> np.dtype: ...
+    @property
+    def action_shape(self) -> tuple[int, ...]: ...
+    @property
+    def action_dtype(self) -> np.dtype: ...

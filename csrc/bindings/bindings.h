@@ -8,5 +8,7 @@ namespace beast {
 
 void bind_batching_queue(pybind11::module_& m);
 void bind_dynamic_batcher(pybind11::module_& m);
+void bind_env_client(pybind11::module_& m);
+void bind_env_server(pybind11::module_& m);
 
 }  // namespace beast

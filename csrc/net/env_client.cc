@@ -1,0 +1,85 @@
+#include "net/env_client.h"
+
+#include <utility>
+
+namespace beast {
+
+EnvClient::EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes)
+    : address_(address), timeout_(timeout), max_frame_bytes_(max_frame_bytes) {
+  const Deadline deadline = deadline_after(timeout_, "EnvClient");
+  socket_ = Socket::connect(Address::parse(address), deadline);
+  write_frame(socket_, FrameType::kHello, {});
+  Frame frame = read_frame(socket_, max_frame_bytes_, deadline);
+  if (frame.type == FrameType::kError) {
+    throw RemoteError("env server " + address + ": " + error_message(frame.arrays));
+  }
+  if (frame.type != FrameType::kSpec) {
+    throw ProtocolError("env server " + address + " answered HELLO with " + frame_type_name(frame.type) +
+                        ", expected SPEC");
+  }
+  spec_ = decode_spec(frame.arrays);
+}
+
+EnvClient::~EnvClient() { close(); }
+
+bool EnvClient::is_closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !socket_.is_open();
+}
+
+void EnvClient::check_open_locked() const {
+  if (!socket_.is_open()) {
+    throw ConnectionClosed("EnvClient(" + address_ + ") is closed" + (broken_.empty() ? "" : ": " + broken_), false);
+  }
+}
+
+ArrayMap EnvClient::reset(std::optional<std::int64_t> seed) {
+  ArrayMap request;
+  if (seed) request.emplace("seed", scalar_int64(*seed));
+  std::lock_guard<std::mutex> lock(mu_);
+  return request_locked(FrameType::kReset, request);
+}
+
+ArrayMap EnvClient::step(const Array& action) {
+  Shape expected{spec_.num_envs};
+  expected.insert(expected.end(), spec_.action.shape.begin(), spec_.action.shape.end());
+  if (action.dtype() != spec_.action.dtype || action.shape() != expected) {
+    throw std::invalid_argument(std::string("step: actions must be ") + dtype_name(spec_.action.dtype) + " " +
+                                shape_string(expected) + ", got " + dtype_name(action.dtype()) + " " +
+                                shape_string(action.shape()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return request_locked(FrameType::kStep, {{"action", action}});
+}
+
+ArrayMap EnvClient::request_locked(FrameType type, const ArrayMap& arrays) {
+  check_open_locked();
+  Frame reply;
+  try {
+    write_frame(socket_, type, arrays);
+    reply = read_frame(socket_, max_frame_bytes_, deadline_after(timeout_, "EnvClient"));
+    if (reply.type != FrameType::kStepResult && reply.type != FrameType::kError) {
+      throw ProtocolError(std::string("expected STEP_RESULT or ERROR, got ") + frame_type_name(reply.type));
+    }
+  } catch (const std::exception& e) {
+    // A half-read reply (or one still coming after a timeout) would be
+    // mistaken for the answer to the next request: drop the connection.
+    broken_ = e.what();
+    socket_.close();
+    throw;
+  }
+  if (reply.type == FrameType::kError) throw RemoteError("env server " + address_ + ": " + error_message(reply.arrays));
+  return std::move(reply.arrays);
+}
+
+void EnvClient::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!socket_.is_open()) return;
+  try {
+    write_frame(socket_, FrameType::kClose, {});
+  } catch (const std::exception&) {  // the server may be gone; closing is all that is left
+  }
+  socket_.close();
+}
+
+}  // namespace beast

@@ -1,0 +1,79 @@
+// EnvClient: the blocking client side of the env server (net/wire.h).
+//
+// Call loop (one actor thread per client):
+//   EnvClient client("127.0.0.1:4000", timeout);   // connect, HELLO -> SPEC
+//   client.spec();                                 // obs/action specs, num_envs K
+//   ArrayMap first = client.reset(seed);           // {"obs": [K, ...]}
+//   for (;;) ArrayMap out = client.step(action);   // action [K, *action_shape]
+//                                                  // {"obs", "reward", "terminated", "truncated"}
+//   client.close();                                // CLOSE, then the socket
+//
+// Failures throw:
+//   RemoteError      : the server answered ERROR (an env raised: what() holds
+//                      its traceback); the connection stays usable
+//   ConnectionClosed / SocketError : the server is gone or unreachable
+//   SocketTimeout    : no reply within the timeout
+//   ProtocolError    : the server sent a malformed frame
+//   std::invalid_argument : an action that does not fit the spec (not sent)
+// After any failure other than RemoteError and invalid_argument, the
+// connection is closed (the byte stream can no longer be trusted) and every
+// later call throws ConnectionClosed naming the first failure.
+//
+// Threads: any thread may call any method; calls are serialised by a
+// mutex (one request is in flight at a time on the one connection).
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "core/array.h"
+#include "core/batching_queue.h"  // Timeout
+#include "net/socket.h"
+#include "net/wire.h"
+
+namespace beast {
+
+class RemoteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class EnvClient {
+ public:
+  // Connects and reads the spec, both within `timeout` (which then bounds
+  // each later request's wait for its reply; std::nullopt waits for ever).
+  EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes);
+  ~EnvClient();
+  EnvClient(const EnvClient&) = delete;
+  EnvClient& operator=(const EnvClient&) = delete;
+
+  const EnvSpec& spec() const { return spec_; }
+  const std::string& address() const { return address_; }
+  bool is_closed() const;
+
+  ArrayMap reset(std::optional<std::int64_t> seed);
+  ArrayMap step(const Array& action);
+
+  // Sends CLOSE (best effort) and closes the socket. Idempotent.
+  void close();
+
+ private:
+  // Sends one request and returns the STEP_RESULT's arrays. Holds mu_.
+  ArrayMap request_locked(FrameType type, const ArrayMap& arrays);
+  // Throws if the connection was closed or broken earlier. Holds mu_.
+  void check_open_locked() const;
+
+  const std::string address_;
+  const Timeout timeout_;
+  const std::uint64_t max_frame_bytes_;
+  EnvSpec spec_;
+
+  mutable std::mutex mu_;
+  Socket socket_;
+  std::string broken_;  // why the connection was dropped; "" while usable
+};
+
+}  // namespace beast

@@ -1,0 +1,105 @@
+// EnvServer: hosts environments for remote actors over the wire protocol
+// (net/wire.h). Each client connection gets its own EnvSession (K envs
+// stepped as one batch), made by a factory when the client says HELLO.
+//
+// What flows through it, per connection:
+//   client HELLO        -> factory() -> session; server sends SPEC (session->spec())
+//   client RESET {seed} -> session->reset(arrays) -> STEP_RESULT {obs}
+//   client STEP {action}-> session->step(arrays)  -> STEP_RESULT {obs, reward, terminated, truncated}
+//   client CLOSE / EOF  -> the session is destroyed, the connection closed
+// A session that throws EnvError (or any std::exception) answers that one
+// request with an ERROR frame carrying what() (for Python envs, the
+// traceback); the connection and the other clients carry on. A malformed
+// frame, or a frame out of order, closes that connection only: the server
+// sends an ERROR with the reason (best effort) and logs the reason to stderr.
+// STEP actions are checked against the spec (dtype, [K, *action_shape])
+// before the session sees them; a mismatch is an ERROR, not a disconnect.
+//
+// Threads: the constructor starts one accept thread; each accepted
+// connection gets one thread that does all of that connection's socket I/O
+// and decoding and calls its session. Session methods are called from that
+// connection's thread only, one call at a time; sessions of different
+// connections run concurrently (a Python session serialises itself on the
+// GIL, which it holds only inside its env calls). The factory is called from
+// connection threads, concurrently. close() (or the destructor) may be called
+// from any thread except a connection thread: it stops accepting, wakes every
+// connection, joins every thread and destroys every session; it is
+// idempotent.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/array.h"
+#include "net/socket.h"
+#include "net/wire.h"
+
+namespace beast {
+
+// An environment failed; what() is sent to the client as an ERROR frame.
+class EnvError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// K environments behind one connection. See the file comment for which
+// thread calls what. Arrays returned must have a leading axis of num_envs.
+class EnvSession {
+ public:
+  virtual ~EnvSession() = default;
+  virtual EnvSpec spec() = 0;
+  virtual ArrayMap reset(const ArrayMap& request) = 0;  // request: {} or {"seed": int64[]}
+  virtual ArrayMap step(const ArrayMap& request) = 0;   // request: {"action": [K, ...]}
+};
+
+using SessionFactory = std::function<std::unique_ptr<EnvSession>()>;
+
+class EnvServer {
+ public:
+  // Binds `address` ("HOST:PORT", port 0 for a free one, or "unix:/path")
+  // and starts accepting. Throws SocketError if it cannot bind.
+  EnvServer(const std::string& address, SessionFactory factory,
+            std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes);
+  ~EnvServer();
+  EnvServer(const EnvServer&) = delete;
+  EnvServer& operator=(const EnvServer&) = delete;
+
+  // The bound address, e.g. "127.0.0.1:43121" when asked for port 0.
+  std::string address() const { return address_; }
+  // Connections being served now.
+  std::int64_t num_connections() const;
+  void close();
+
+ private:
+  struct Connection {
+    Socket socket;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  void accept_loop();
+  void serve(Connection& connection);
+  // Joins and drops finished connections. Accept thread only.
+  void reap_finished();
+
+  const SessionFactory factory_;
+  const std::uint64_t max_frame_bytes_;
+  Listener listener_;
+  std::string address_;
+  int wake_read_ = -1;  // self-pipe: close() writes, the accept thread polls
+  int wake_write_ = -1;
+
+  mutable std::mutex mu_;  // guards connections_ (the list, not what its threads do)
+  std::list<std::unique_ptr<Connection>> connections_;
+  std::atomic<bool> closing_{false};
+  std::once_flag close_once_;
+  std::thread accept_thread_;
+};
+
+}  // namespace beast

@@ -1,0 +1,130 @@
+// RAII stream sockets (TCP and unix-domain) for the env server and client.
+//
+// Addresses are strings: "HOST:PORT" (TCP; "[::1]:PORT" for IPv6 literals)
+// or "unix:/path/to/socket". Listening on port 0 picks a free port; the
+// Listener reports the address it actually bound. Servers are meant to bind
+// 127.0.0.1 unless told otherwise (callers choose the default string).
+//
+// Every TCP socket has TCP_NODELAY set: frames are small request/response
+// pairs, and Nagle's algorithm would hold each one back waiting for an ACK.
+//
+// Failures throw:
+//   ConnectionClosed : the peer closed (EOF) or reset the connection; what()
+//                      says how many bytes of how many had arrived
+//   SocketTimeout    : a deadline passed before connect/recv completed
+//   SocketError      : anything else (bad address, bind, refused, ...)
+// ConnectionClosed and SocketTimeout derive from SocketError.
+//
+// Threads: a Socket is used by one thread at a time, except shutdown(),
+// which any thread may call to wake a thread blocked in recv on it.
+// Listener::accept() belongs to one thread; wake it with the `wake_fd`
+// it polls (the server's self-pipe). Sends never raise SIGPIPE.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "core/deadline.h"
+
+namespace beast {
+
+class SocketError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class ConnectionClosed : public SocketError {
+ public:
+  // at_boundary: nothing of the message being read had arrived (a clean
+  // end between frames, rather than one cut short).
+  ConnectionClosed(const std::string& message, bool at_boundary)
+      : SocketError(message), at_boundary_(at_boundary) {}
+  bool at_boundary() const { return at_boundary_; }
+
+ private:
+  bool at_boundary_;
+};
+
+class SocketTimeout : public SocketError {
+ public:
+  using SocketError::SocketError;
+};
+
+struct Address {
+  bool is_unix = false;
+  std::string host;  // TCP only
+  int port = 0;      // TCP only
+  std::string path;  // unix only
+
+  // "HOST:PORT" or "unix:/path"; throws SocketError saying what is wrong.
+  static Address parse(const std::string& text);
+  std::string to_string() const;
+};
+
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  ~Socket() { close(); }
+  Socket(Socket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Socket& operator=(Socket&& other) noexcept;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  // Connects within `deadline` (std::nullopt: the OS's own connect timeout).
+  // A refused connection fails at once.
+  static Socket connect(const Address& address, const Deadline& deadline);
+
+  // Sends every byte (retrying short writes and EINTR).
+  void send_all(const void* data, std::size_t size);
+
+  // Reads exactly `size` bytes, waiting until `deadline`. Throws
+  // ConnectionClosed on EOF/reset, SocketTimeout when the deadline passes.
+  // `what` names the thing being read, for the error message.
+  void recv_all(void* data, std::size_t size, const Deadline& deadline, const char* what);
+
+  // Wakes any thread blocked on this socket (its recv sees EOF) without
+  // releasing the fd, so the owner still closes it exactly once.
+  void shutdown();
+  void close();
+  bool is_open() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+
+  // The other end, for log lines ("127.0.0.1:50123", "unix peer").
+  std::string peer_name() const;
+
+ private:
+  int fd_ = -1;
+};
+
+class Listener {
+ public:
+  // Binds and listens. A unix path that exists as a stale socket file is
+  // replaced; any other existing file is an error.
+  static Listener listen(const Address& address, int backlog = 64);
+  Listener() = default;
+  ~Listener() { close(); }
+  Listener(Listener&& other) noexcept;
+  Listener& operator=(Listener&& other) noexcept;
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // The bound address (the real port when asked for port 0).
+  const Address& address() const { return bound_; }
+
+  // Waits for a connection; returns std::nullopt once `wake_fd` becomes
+  // readable (or -1: never woken).
+  std::optional<Socket> accept(int wake_fd);
+
+  // Closes the socket and removes a unix socket file this Listener created.
+  void close();
+
+ private:
+  int fd_ = -1;
+  Address bound_;
+};
+
+}  // namespace beast

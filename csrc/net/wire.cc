@@ -1,0 +1,329 @@
+#include "net/wire.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <utility>
+
+namespace beast {
+namespace {
+
+// Little-endian writes and reads, independent of the host's byte order.
+template <typename T>
+void put(std::vector<std::uint8_t>& out, T value) {
+  for (std::size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<std::uint8_t>(value >> (8 * i)));
+}
+
+template <typename T>
+T get(const std::uint8_t* p) {
+  T value = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i) value |= static_cast<T>(p[i]) << (8 * i);
+  return value;
+}
+
+// Reads from a payload, refusing to run past its end.
+class Reader {
+ public:
+  Reader(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+
+  const std::uint8_t* take(std::uint64_t n, const std::string& what) {
+    if (n > size_ - pos_) {
+      throw ProtocolError(what + " runs past the end of the payload (needs " + std::to_string(n) + " bytes at offset " +
+                          std::to_string(pos_) + ", payload is " + std::to_string(size_) + " bytes)");
+    }
+    const std::uint8_t* p = data_ + pos_;
+    pos_ += static_cast<std::size_t>(n);
+    return p;
+  }
+  template <typename T>
+  T read(const std::string& what) {
+    return get<T>(take(sizeof(T), what));
+  }
+  std::size_t left() const { return size_ - pos_; }
+  std::size_t pos() const { return pos_; }
+
+ private:
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+bool is_little_endian() {
+  const std::uint16_t one = 1;
+  std::uint8_t first;
+  std::memcpy(&first, &one, 1);
+  return first == 1;
+}
+
+}  // namespace
+
+const char* frame_type_name(FrameType type) {
+  switch (type) {
+    case FrameType::kHello: return "HELLO";
+    case FrameType::kSpec: return "SPEC";
+    case FrameType::kReset: return "RESET";
+    case FrameType::kStep: return "STEP";
+    case FrameType::kStepResult: return "STEP_RESULT";
+    case FrameType::kError: return "ERROR";
+    case FrameType::kClose: return "CLOSE";
+  }
+  return "UNKNOWN";
+}
+
+// The codes are spelled out rather than cast from DType, so reordering the
+// enum cannot silently change the wire format.
+std::uint8_t dtype_code(DType dtype) {
+  switch (dtype) {
+    case DType::kBool: return 0;
+    case DType::kInt8: return 1;
+    case DType::kUInt8: return 2;
+    case DType::kInt16: return 3;
+    case DType::kInt32: return 4;
+    case DType::kInt64: return 5;
+    case DType::kFloat16: return 6;
+    case DType::kFloat32: return 7;
+    case DType::kFloat64: return 8;
+  }
+  throw std::logic_error("dtype_code: unknown DType");
+}
+
+DType dtype_from_code(std::uint8_t code) {
+  static constexpr DType kByCode[] = {DType::kBool,  DType::kInt8,    DType::kUInt8,   DType::kInt16,  DType::kInt32,
+                                      DType::kInt64, DType::kFloat16, DType::kFloat32, DType::kFloat64};
+  if (code >= sizeof(kByCode) / sizeof(kByCode[0])) {
+    throw ProtocolError("unknown dtype code " + std::to_string(code) + " (known: 0..8)");
+  }
+  return kByCode[code];
+}
+
+std::vector<std::uint8_t> encode_frame(FrameType type, const ArrayMap& arrays) {
+  // Array bytes are memcpy'd as they are in memory; the format is little-endian.
+  static const bool little = is_little_endian();
+  if (!little) throw std::logic_error("encode_frame: big-endian hosts are not supported");
+  std::vector<std::uint8_t> out(kFrameHeaderBytes);
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(arrays.size()));
+  for (const auto& [name, array] : arrays) {
+    if (name.empty() || name.size() > kMaxNameBytes) {
+      throw std::invalid_argument("array name must be 1.." + std::to_string(kMaxNameBytes) + " bytes: '" + name + "'");
+    }
+    if (array.shape().size() > kMaxNdim) {
+      throw std::invalid_argument("array '" + name + "' has " + std::to_string(array.ndim()) +
+                                  " dims; the wire allows " + std::to_string(kMaxNdim));
+    }
+    put<std::uint16_t>(out, static_cast<std::uint16_t>(name.size()));
+    out.insert(out.end(), name.begin(), name.end());
+    out.push_back(dtype_code(array.dtype()));
+    out.push_back(static_cast<std::uint8_t>(array.ndim()));
+    for (std::int64_t d : array.shape()) put<std::uint64_t>(out, static_cast<std::uint64_t>(d));
+    put<std::uint64_t>(out, array.nbytes());
+    const auto* bytes = static_cast<const std::uint8_t*>(array.data());
+    out.insert(out.end(), bytes, bytes + array.nbytes());
+  }
+  const std::uint64_t length = out.size() - kFrameHeaderBytes;
+  std::vector<std::uint8_t> header;
+  header.reserve(kFrameHeaderBytes);
+  header.insert(header.end(), kWireMagic, kWireMagic + 4);
+  put<std::uint32_t>(header, kWireVersion);
+  put<std::uint32_t>(header, static_cast<std::uint32_t>(type));
+  put<std::uint64_t>(header, length);
+  std::memcpy(out.data(), header.data(), kFrameHeaderBytes);
+  return out;
+}
+
+FrameType decode_header(const std::uint8_t* header, std::uint64_t max_frame_bytes, std::uint64_t* length) {
+  if (std::memcmp(header, kWireMagic, 4) != 0) {
+    char shown[64];
+    std::snprintf(shown, sizeof(shown), "%02x %02x %02x %02x", header[0], header[1], header[2], header[3]);
+    throw ProtocolError(std::string("bad magic bytes ") + shown + " (expected 42 4e 45 54, \"BNET\")");
+  }
+  const auto version = get<std::uint32_t>(header + 4);
+  if (version != kWireVersion) {
+    throw ProtocolError("unsupported protocol version " + std::to_string(version) + " (this side speaks " +
+                        std::to_string(kWireVersion) + ")");
+  }
+  const auto type = get<std::uint32_t>(header + 8);
+  if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > static_cast<std::uint32_t>(FrameType::kClose)) {
+    throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1..7)");
+  }
+  *length = get<std::uint64_t>(header + 12);
+  if (*length > max_frame_bytes) {
+    throw ProtocolError("frame length " + std::to_string(*length) + " bytes exceeds the maximum frame size " +
+                        std::to_string(max_frame_bytes) + " bytes");
+  }
+  return static_cast<FrameType>(type);
+}
+
+ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length) {
+  Reader r(payload, length);
+  const auto count = r.read<std::uint32_t>("array count");
+  ArrayMap arrays;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const std::string which = "array " + std::to_string(i);
+    const auto name_len = r.read<std::uint16_t>(which + " name length");
+    if (name_len == 0 || name_len > kMaxNameBytes) {
+      throw ProtocolError(which + ": name length " + std::to_string(name_len) + " (allowed 1.." +
+                          std::to_string(kMaxNameBytes) + ")");
+    }
+    const auto* name_bytes = r.take(name_len, which + " name");
+    std::string name(reinterpret_cast<const char*>(name_bytes), name_len);
+    const std::string where = which + " '" + name + "'";
+    if (arrays.count(name) != 0) throw ProtocolError(where + ": duplicate name");
+    const DType dtype = [&] {
+      const auto code = r.read<std::uint8_t>(where + " dtype code");
+      try {
+        return dtype_from_code(code);
+      } catch (const ProtocolError& e) {
+        throw ProtocolError(where + ": " + e.what());
+      }
+    }();
+    const auto ndim = r.read<std::uint8_t>(where + " ndim");
+    if (ndim > kMaxNdim) {
+      throw ProtocolError(where + ": ndim " + std::to_string(ndim) + " exceeds the limit " + std::to_string(kMaxNdim));
+    }
+    Shape shape;
+    std::uint64_t expected = itemsize(dtype);
+    bool overflow = false;
+    for (std::uint8_t d = 0; d < ndim; ++d) {
+      const auto dim = r.read<std::uint64_t>(where + " dims");
+      if (dim > static_cast<std::uint64_t>(INT64_MAX)) overflow = true;
+      overflow = overflow || __builtin_mul_overflow(expected, dim, &expected);
+      shape.push_back(static_cast<std::int64_t>(dim));
+    }
+    const auto nbytes = r.read<std::uint64_t>(where + " byte length");
+    if (overflow || nbytes != expected) {
+      throw ProtocolError(where + ": shape " + shape_string(shape) + " of " + dtype_name(dtype) + " needs " +
+                          (overflow ? std::string("more than 2^64") : std::to_string(expected)) +
+                          " bytes, but the byte length says " + std::to_string(nbytes));
+    }
+    const auto* bytes = r.take(nbytes, where + " data");
+    Array array = Array::empty(dtype, std::move(shape));
+    if (nbytes > 0) std::memcpy(array.data(), bytes, nbytes);
+    arrays.emplace(std::move(name), std::move(array));
+  }
+  if (r.left() != 0) {
+    throw ProtocolError(std::to_string(r.left()) + " trailing bytes after the last array (payload is " +
+                        std::to_string(length) + " bytes)");
+  }
+  return arrays;
+}
+
+void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays) {
+  // One buffer and one send: frames are small next to the cost of a syscall
+  // per array, and the copy keeps the socket code simple.
+  const auto bytes = encode_frame(type, arrays);
+  socket.send_all(bytes.data(), bytes.size());
+}
+
+Frame read_frame(Socket& socket, std::uint64_t max_frame_bytes, const Deadline& deadline) {
+  std::uint8_t header[kFrameHeaderBytes];
+  socket.recv_all(header, sizeof(header), deadline, "a frame header");
+  std::uint64_t length = 0;
+  Frame frame;
+  frame.type = decode_header(header, max_frame_bytes, &length);
+  std::vector<std::uint8_t> payload(static_cast<std::size_t>(length));
+  try {
+    socket.recv_all(payload.data(), payload.size(), deadline, "a frame payload");
+  } catch (const ConnectionClosed& e) {  // mid-frame, however many payload bytes came
+    throw ConnectionClosed(e.what(), false);
+  }
+  try {
+    frame.arrays = decode_payload(payload.data(), payload.size());
+  } catch (const ProtocolError& e) {
+    throw ProtocolError(std::string(frame_type_name(frame.type)) + " frame: " + e.what());
+  }
+  return frame;
+}
+
+Array scalar_int64(std::int64_t value) {
+  Array a = Array::empty(DType::kInt64, {});
+  std::memcpy(a.data(), &value, sizeof(value));
+  return a;
+}
+
+namespace {
+
+Array shape_array(const Shape& shape) {
+  Array a = Array::empty(DType::kInt64, {static_cast<std::int64_t>(shape.size())});
+  if (!shape.empty()) std::memcpy(a.data(), shape.data(), shape.size() * sizeof(std::int64_t));
+  return a;
+}
+
+Array code_array(DType dtype) {
+  Array a = Array::empty(DType::kUInt8, {});
+  *static_cast<std::uint8_t*>(a.data()) = dtype_code(dtype);
+  return a;
+}
+
+const Array& require(const ArrayMap& arrays, const std::string& key, DType dtype, std::int64_t ndim) {
+  const auto it = arrays.find(key);
+  if (it == arrays.end()) throw ProtocolError("SPEC frame: missing array '" + key + "'");
+  if (it->second.dtype() != dtype || it->second.ndim() != ndim) {
+    throw ProtocolError("SPEC frame: '" + key + "' must be " + dtype_name(dtype) + " with ndim " +
+                        std::to_string(ndim) + ", got " + dtype_name(it->second.dtype()) + " " +
+                        shape_string(it->second.shape()));
+  }
+  return it->second;
+}
+
+Shape shape_from(const ArrayMap& arrays, const std::string& key) {
+  const Array& a = require(arrays, key, DType::kInt64, 1);
+  Shape shape(static_cast<std::size_t>(a.numel()));
+  if (!shape.empty()) std::memcpy(shape.data(), a.data(), shape.size() * sizeof(std::int64_t));
+  for (std::int64_t d : shape) {
+    if (d < 0) throw ProtocolError("SPEC frame: '" + key + "' has a negative dimension: " + shape_string(shape));
+  }
+  return shape;
+}
+
+std::int64_t int_from(const ArrayMap& arrays, const std::string& key) {
+  std::int64_t value;
+  std::memcpy(&value, require(arrays, key, DType::kInt64, 0).data(), sizeof(value));
+  return value;
+}
+
+DType dtype_from(const ArrayMap& arrays, const std::string& key) {
+  return dtype_from_code(*static_cast<const std::uint8_t*>(require(arrays, key, DType::kUInt8, 0).data()));
+}
+
+}  // namespace
+
+ArrayMap encode_spec(const EnvSpec& spec) {
+  return {
+      {"observation_shape", shape_array(spec.observation.shape)},
+      {"observation_dtype", code_array(spec.observation.dtype)},
+      {"action_shape", shape_array(spec.action.shape)},
+      {"action_dtype", code_array(spec.action.dtype)},
+      {"num_actions", scalar_int64(spec.num_actions)},
+      {"num_envs", scalar_int64(spec.num_envs)},
+  };
+}
+
+EnvSpec decode_spec(const ArrayMap& arrays) {
+  EnvSpec spec;
+  spec.observation = {dtype_from(arrays, "observation_dtype"), shape_from(arrays, "observation_shape")};
+  spec.action = {dtype_from(arrays, "action_dtype"), shape_from(arrays, "action_shape")};
+  spec.num_actions = int_from(arrays, "num_actions");
+  spec.num_envs = int_from(arrays, "num_envs");
+  if (spec.num_envs < 1 || spec.num_actions < 0) {
+    throw ProtocolError("SPEC frame: num_envs must be >= 1 and num_actions >= 0, got " +
+                        std::to_string(spec.num_envs) + " and " + std::to_string(spec.num_actions));
+  }
+  return spec;
+}
+
+ArrayMap error_arrays(const std::string& message) {
+  Array a = Array::empty(DType::kUInt8, {static_cast<std::int64_t>(message.size())});
+  if (!message.empty()) std::memcpy(a.data(), message.data(), message.size());
+  return {{"message", std::move(a)}};
+}
+
+std::string error_message(const ArrayMap& arrays) {
+  const auto it = arrays.find("message");
+  if (it == arrays.end() || it->second.dtype() != DType::kUInt8 || it->second.ndim() != 1) {
+    return "(ERROR frame without a uint8 'message' array)";
+  }
+  return std::string(static_cast<const char*>(it->second.data()), it->second.nbytes());
+}
+
+}  // namespace beast

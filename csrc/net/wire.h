@@ -1,0 +1,130 @@
+// The env server's wire protocol: framed, typed arrays. This comment is the
+// one place the format is written down; tests/poly/test_env_server.py has an
+// independent Python encoder built from it.
+//
+// Every integer is little-endian and fixed-width. Nothing is pickled: a frame
+// holds only named arrays of the dtypes below, decoded strictly.
+//
+// Frame = header (20 bytes) + payload (`length` bytes):
+//   offset 0   4 bytes  magic  "BNET" (0x42 0x4E 0x45 0x54)
+//          4   u32      protocol version, kWireVersion (= 1); any other is refused
+//          8   u32      frame type (below)
+//         12   u64      payload length; refused if > max_frame_bytes (default
+//                       64 MiB) BEFORE anything is allocated
+// Payload = u32 array count, then that many arrays, each:
+//   u16 name length (1..255), name (utf-8 bytes, unique within the frame)
+//   u8  dtype code: 0 bool, 1 int8, 2 uint8, 3 int16, 4 int32, 5 int64,
+//                   6 float16, 7 float32, 8 float64
+//   u8  ndim (0..16; 0 is a scalar)
+//   ndim x u64 dims
+//   u64 byte length; must equal product(dims) * itemsize(dtype)
+//   the bytes, C order, no padding
+// and nothing after the last array (trailing bytes are an error).
+//
+// Frame types and their arrays ("K" = num_envs, "[]" = scalar):
+//   1 HELLO        client -> server, first frame; no arrays
+//   2 SPEC         server -> client, the reply to HELLO:
+//                    observation_shape int64[ndim]  (per env)
+//                    observation_dtype uint8[]      (a dtype code)
+//                    action_shape      int64[ndim]  (per env; [] shape for Discrete)
+//                    action_dtype      uint8[]      (a dtype code)
+//                    num_actions       int64[]      (Discrete n; 0 otherwise)
+//                    num_envs          int64[]      (K)
+//   3 RESET        client -> server: seed int64[] (optional; envs get seed + i)
+//   4 STEP         client -> server: action [K, *action_shape] of action_dtype
+//   5 STEP_RESULT  server -> client, the reply to RESET (obs only) and to
+//                  STEP (obs, reward, terminated, truncated; each [K, ...]),
+//                  in next-step autoreset mode (beast/envs/make.py)
+//   6 ERROR        either way: message uint8[n], utf-8 text (for an env
+//                  exception, its Python traceback). The connection stays up
+//                  after an env error; after a protocol error it is closed.
+//   7 CLOSE        client -> server: no arrays; the server closes the connection
+//
+// A session: HELLO -> SPEC, then any number of RESET/STEP requests, each
+// answered by one STEP_RESULT or one ERROR, then CLOSE (or EOF).
+// A malformed frame (bad magic, version, type, size or array) makes the
+// receiver close the connection; a server first sends an ERROR saying why
+// (best effort) and logs the reason.
+//
+// Threads: everything here is a pure function except read_frame() and
+// write_frame(), which use one socket from the calling thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/array.h"
+#include "core/deadline.h"
+#include "net/socket.h"
+
+namespace beast {
+
+constexpr std::uint32_t kWireVersion = 1;
+constexpr char kWireMagic[4] = {'B', 'N', 'E', 'T'};
+constexpr std::size_t kFrameHeaderBytes = 20;
+constexpr std::uint64_t kDefaultMaxFrameBytes = 64ull << 20;
+constexpr std::size_t kMaxNdim = 16;
+constexpr std::size_t kMaxNameBytes = 255;
+
+enum class FrameType : std::uint32_t {
+  kHello = 1,
+  kSpec = 2,
+  kReset = 3,
+  kStep = 4,
+  kStepResult = 5,
+  kError = 6,
+  kClose = 7,
+};
+
+const char* frame_type_name(FrameType type);
+
+// A frame that breaks the format; what() names what was wrong.
+class ProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Frame {
+  FrameType type = FrameType::kHello;
+  ArrayMap arrays;
+};
+
+// What a client learns in SPEC; shapes are per env (no leading K).
+struct EnvSpec {
+  ArraySpec observation;
+  ArraySpec action;
+  std::int64_t num_actions = 0;
+  std::int64_t num_envs = 0;
+};
+
+// The wire code of a dtype, and back (ProtocolError for an unknown code).
+std::uint8_t dtype_code(DType dtype);
+DType dtype_from_code(std::uint8_t code);
+
+// The whole frame, header included, as bytes.
+std::vector<std::uint8_t> encode_frame(FrameType type, const ArrayMap& arrays);
+
+// Decodes a header; throws ProtocolError for bad magic, version or type, or
+// a length over max_frame_bytes. Returns the type and the payload length.
+FrameType decode_header(const std::uint8_t* header, std::uint64_t max_frame_bytes, std::uint64_t* length);
+
+// Decodes a payload into arrays that own copies of their bytes (copied so
+// each starts aligned, wherever it sat in the payload).
+ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length);
+
+// Socket I/O. read_frame throws ConnectionClosed (at_boundary() true when the
+// peer closed between frames), SocketTimeout, or ProtocolError.
+void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays);
+Frame read_frame(Socket& socket, std::uint64_t max_frame_bytes, const Deadline& deadline);
+
+// Helpers for the fixed frames.
+ArrayMap encode_spec(const EnvSpec& spec);
+EnvSpec decode_spec(const ArrayMap& arrays);  // ProtocolError if a key is missing or ill-typed
+ArrayMap error_arrays(const std::string& message);
+std::string error_message(const ArrayMap& arrays);
+Array scalar_int64(std::int64_t value);
+
+}  // namespace beast

@@ -1,0 +1,99 @@
+"""An env server process: Gymnasium vector envs hosted inside the C++ EnvServer.
+
+The C++ server (csrc/net/env_server.h) owns the listening socket and one thread per client
+connection doing all socket I/O and decoding without the GIL. For each new connection it calls
+`VectorEnvSession(env_id, num_envs)` here, and then that session's `reset` / `step` (with the
+GIL, for just that call). Each connection gets its own K envs, stepped as one batch in next-step
+autoreset mode (beast.envs.make.make_vector_env); terminated and truncated stay apart.
+
+Run one with::
+
+    python -m beast.poly.env_server --env CartPole-v1 --num-envs 16 --address 127.0.0.1:0
+
+It prints the bound address on one line of stdout (so a launcher can ask for port 0) and serves
+until SIGTERM or SIGINT, then closes every connection and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+import gymnasium as gym
+import numpy as np
+
+from beast.envs.make import make_vector_env, resolve_env_id
+from beast.poly._core import EnvServer
+
+DEFAULT_ADDRESS = "127.0.0.1:0"
+
+
+class VectorEnvSession:
+    """One client's K envs; the C++ server calls these from that client's connection thread."""
+
+    def __init__(self, env_id: str, num_envs: int) -> None:
+        self.env = make_vector_env(env_id, num_envs)
+
+    def spec(self) -> dict:
+        obs_space = self.env.single_observation_space
+        action_space = self.env.single_action_space
+        discrete = isinstance(action_space, gym.spaces.Discrete)
+        return {
+            "observation_shape": tuple(obs_space.shape),
+            "observation_dtype": np.dtype(obs_space.dtype),
+            "action_shape": tuple(action_space.shape),
+            "action_dtype": np.dtype(action_space.dtype),
+            "num_actions": int(action_space.n) if discrete else 0,
+            "num_envs": int(self.env.num_envs),
+        }
+
+    def reset(self, seed: int | None) -> dict[str, np.ndarray]:
+        obs, _ = self.env.reset(seed=seed)
+        return {"obs": np.asarray(obs)}
+
+    def step(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        return {"obs": np.asarray(obs), "reward": np.asarray(reward),
+                "terminated": np.asarray(terminated), "truncated": np.asarray(truncated)}
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def serve(env_id: str, num_envs: int, address: str = DEFAULT_ADDRESS,
+          max_frame_bytes: int | None = None) -> EnvServer:
+    """Start serving `num_envs` copies of `env_id` per connection; the caller closes it."""
+    resolve_env_id(env_id)  # an unknown id fails here, not at the first client
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    kwargs = {} if max_frame_bytes is None else {"max_frame_bytes": max_frame_bytes}
+    return EnvServer(address, lambda: VectorEnvSession(env_id, num_envs), **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m beast.poly.env_server", description=__doc__.split("\n")[0])
+    parser.add_argument("--env", required=True, help="Gymnasium id (or module:Id)")
+    parser.add_argument("--num-envs", type=int, default=1, help="envs per client connection (K)")
+    parser.add_argument("--address", default=DEFAULT_ADDRESS,
+                        help="HOST:PORT (port 0: a free port) or unix:/path; default %(default)s")
+    parser.add_argument("--max-frame-bytes", type=int, default=None,
+                        help="largest frame accepted (default 64 MiB)")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = serve(args.env, args.num_envs, args.address, args.max_frame_bytes)
+    try:
+        print(server.address, flush=True)
+        while not stop.wait(0.5):  # a bounded wait, so the signal handler gets to run
+            pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
