@@ -22,15 +22,9 @@ from torch import nn
 
 from beast.config import ModelConfig
 from beast.envs import make_vector_env
-from beast.models import build_model
+from beast.models import build_model, sample_actions
 from beast.mono.shared import (RolloutHandle, SharedRollouts, SharedWeights, SyncBoard,
                                SyncBoardHandle, WeightsHandle)
-
-
-def sample_actions(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample from softmax(logits) by the Gumbel-max trick (one fused pass, no normalising)."""
-    noise = torch.empty_like(logits).exponential_(generator=generator).log_()
-    return (logits - noise).argmax(dim=-1)
 
 
 class UnrollWorker:

@@ -6,8 +6,9 @@ import gymnasium as gym
 
 from beast.config import ModelConfig
 from beast.models.mlp import AgentOutput, PolicyValueMLP
+from beast.models.sampling import sample_actions
 
-__all__ = ["AgentOutput", "PolicyValueMLP", "build_model"]
+__all__ = ["AgentOutput", "PolicyValueMLP", "build_model", "sample_actions"]
 
 
 def build_model(observation_space: gym.Space, action_space: gym.Space,

@@ -8,7 +8,8 @@ import torch
 
 from beast.envs import make_vector_env
 from beast.models import PolicyValueMLP
-from beast.mono.actor import UnrollWorker, sample_actions
+from beast.models import sample_actions
+from beast.mono.actor import UnrollWorker
 from beast.rollout import RolloutSpec, finished_episodes, stack_slots
 
 T, K = 7, 3

@@ -1,4 +1,4 @@
-"""`--eval RUN_DIR`: play episodes with a run's latest checkpoint and report the mean return."""
+"""`--eval RUN_DIR`: play episodes with a run's latest checkpoint (MonoBeast or PolyBeast)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch
 from beast.checkpoint import load_checkpoint
 from beast.config import Config
 from beast.envs import make_vector_env
-from beast.models import build_model
-from beast.mono.actor import sample_actions
+from beast.models import build_model, sample_actions
 
 
 @torch.inference_mode()

@@ -1,0 +1,122 @@
+// ActorPool: C++ actor threads that step remote envs with central inference
+// and write [T+1, K] unrolls (the rollout layout of beast/rollout.py).
+//
+// What flows through it, one thread per env server address (connection):
+//   EnvClient(address) -> reset(seed + index * K)
+//   loop:
+//     DynamicBatcher.compute({"obs": [K, *obs_shape], "reward": [K] f32,
+//                             "terminated": [K] bool, "truncated": [K] bool})
+//       -> {"action": [K] int, "policy_logits": [K, A] float,
+//           "baseline": [K] float, "policy_version": [K] int}
+//     write entry t of the unroll (env output o_t + agent output at o_t)
+//     EnvClient.step(action) -> the next env output
+//     after T+1 entries: BatchingQueue.enqueue(unroll); the last entry is
+//     entry 0 of the next unroll (its action is the one executed next)
+// An unroll holds exactly the keys of beast.rollout.RolloutSpec, each
+// [T+1, K, ...]: obs (the env's dtype), reward f32, terminated bool,
+// truncated bool, episode_return f32, episode_step int32, action int64,
+// policy_logits f32 [.., A], baseline f32, policy_version int64. The
+// inference side stamps policy_version with the weights it used; the pool
+// casts outputs to these dtypes (a float action is refused, not truncated).
+// episode_return / episode_step are running sums that restart at the step
+// after an episode ended (next-step autoreset), as in mono's UnrollWorker.
+// The learner queue is meant to be BatchingQueue(capacity, 1, stack = false),
+// so a batch of n unrolls is [T+1, n*K, ...]. Every connection must serve
+// the same K and the same specs.
+//
+// Threads: start(), close(), error() and the counters may be called from any
+// thread. The connection threads are pure C++ (no Python, no GIL). The first
+// exception in any of them is kept (error(), naming the address) and stops
+// the others at their next step; the pool never closes the batcher or the
+// queue, which belong to the caller.
+//
+// Shutdown: close() asks every thread to stop and joins them. A thread
+// notices between calls: a blocked enqueue() is retried in short slices, so
+// a full queue never holds close() up; an env request ends with its reply
+// (or the connection's failure, or `reply_timeout`); a compute() ends when
+// inference answers it. So close() returns promptly while inference is being
+// served; if the inference thread may already be gone, close the batcher
+// before (or concurrently with) close(). A thread whose compute() or
+// enqueue() raises QueueClosed stops quietly (closing the pipeline is how an
+// owner stops it); that is not an error. Safe order for an owner:
+//   pool.close(); batcher.close(); queue.close();   // inference still running
+//   batcher.close(); pool.close(); queue.close();   // always
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/batching_queue.h"
+#include "core/dynamic_batcher.h"
+#include "net/wire.h"
+
+namespace beast {
+
+class ActorPool {
+ public:
+  // unroll_length T >= 1; at least one address. `learner_queue` and
+  // `inference_batcher` must outlive the pool. Connection i resets its K
+  // envs with seed + i * K (env j gets seed + i * K + j). `reply_timeout`
+  // bounds the connect and every env reply (std::nullopt: for ever).
+  ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
+            std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout);
+  // close()
+  ~ActorPool();
+
+  ActorPool(const ActorPool&) = delete;
+  ActorPool& operator=(const ActorPool&) = delete;
+
+  // Spawns one thread per address. Idempotent; std::logic_error after close().
+  void start();
+
+  // Idempotent; stops and joins every thread (see the file comment).
+  void close();
+
+  // The first failure of any thread ("connection i (ADDRESS): KIND: what"),
+  // or "" while there is none.
+  std::string error() const;
+  // Env transitions so far: each env step of a connection adds its K.
+  std::int64_t num_steps() const { return num_steps_.load(); }
+  // Unrolls enqueued so far.
+  std::int64_t num_unrolls() const { return num_unrolls_.load(); }
+  // Whether any connection thread is still running.
+  bool running() const { return live_threads_.load() > 0; }
+  std::int64_t unroll_length() const { return unroll_length_; }
+  const std::vector<std::string>& addresses() const { return addresses_; }
+
+ private:
+  void run(std::size_t index);
+  void loop(std::size_t index);
+  // Records `message` as the error unless one is already kept; stops all.
+  void fail(const std::string& message);
+  // Checks that every connection serves the same K and specs.
+  void check_spec(std::size_t index, const EnvSpec& spec);
+
+  const std::int64_t unroll_length_;
+  BatchingQueue* const queue_;
+  DynamicBatcher* const batcher_;
+  const std::vector<std::string> addresses_;
+  const std::int64_t seed_;
+  const Timeout reply_timeout_;
+
+  std::mutex mu_;  // guards threads_, started_, closed_, error_, first_spec_
+  std::vector<std::thread> threads_;
+  bool started_ = false;
+  bool closed_ = false;
+  std::string error_;
+  std::optional<EnvSpec> first_spec_;
+  std::string first_spec_address_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> num_steps_{0};
+  std::atomic<std::int64_t> num_unrolls_{0};
+  std::atomic<std::int64_t> live_threads_{0};
+};
+
+}  // namespace beast
