@@ -22,10 +22,10 @@ from beast.envs import UnknownEnvError, resolve_env_id
 SourceFactory = Callable[[Config], Callable[..., Any]]
 
 
-def parse(prog: str, description: str, argv: list[str] | None
+def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, ...] = ()
           ) -> tuple[Config, str | None, str | None]:
     """The config (defaults, or a saved run's, updated with typed flags) and the mode."""
-    parser = build_parser(prog, description)
+    parser = build_parser(prog, description, skip)
     modes = parser.add_argument_group("modes")
     modes.add_argument("--resume", metavar="RUN_DIR",
                        help="continue a run from its checkpoint (flags given override its config)")
@@ -51,9 +51,10 @@ def parse(prog: str, description: str, argv: list[str] | None
 
 
 def run_cli(prog: str, description: str, make_source: SourceFactory,
-            argv: list[str] | None = None) -> int:
-    """Parse, then evaluate or train (fresh or resumed); returns the process exit code."""
-    config, resume, evaluate_dir = parse(prog, description, argv)
+            argv: list[str] | None = None, skip: tuple[str, ...] = ()) -> int:
+    """Parse, then evaluate or train (fresh or resumed); returns the process exit code.
+    Config groups in `skip` get no flags (e.g. MonoBeast skips the poly group)."""
+    config, resume, evaluate_dir = parse(prog, description, argv, skip)
     if evaluate_dir:
         from beast.evaluate import evaluate
 

@@ -233,8 +233,21 @@ class SyncConfig:
                "--aps-target-rate must be > 0")
 
 
+@dataclasses.dataclass
+class PolyConfig:
+    num_servers: int = 1
+    """PolyBeast: local env server processes to start (ignored with --server-addresses)."""
+
+    server_addresses: tuple[str, ...] = ()
+    """PolyBeast: connect to these env servers (HOST:PORT or unix:/path) instead."""
+
+    def __post_init__(self) -> None:
+        self.server_addresses = tuple(str(a) for a in self.server_addresses)
+        _check(self.num_servers >= 1, "--num-servers must be >= 1")
+
+
 _GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig,
-           "optim": OptimConfig, "run": RunConfig, "sync": SyncConfig}
+           "optim": OptimConfig, "run": RunConfig, "sync": SyncConfig, "poly": PolyConfig}
 
 
 @dataclasses.dataclass
@@ -247,6 +260,7 @@ class Config:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     sync: SyncConfig = dataclasses.field(default_factory=SyncConfig)
+    poly: PolyConfig = dataclasses.field(default_factory=PolyConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -304,7 +318,9 @@ def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, hint: A
                default: Any) -> None:
     help_text = f"{doc} (default: {default})"
     if get_origin(hint) is tuple:
-        group.add_argument(_flag(field.name), type=_integer, nargs="+", help=help_text)
+        item = get_args(hint)[0]
+        group.add_argument(_flag(field.name), type=_integer if item is int else item, nargs="+",
+                           help=help_text)
         return
     if hint is bool:
         group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction,
@@ -315,12 +331,16 @@ def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, hint: A
     group.add_argument(_flag(field.name), type=_integer if base is int else base, help=help_text)
 
 
-def build_parser(prog: str, description: str = "") -> OneLineErrorParser:
-    """An argparse parser with one flag per config field; defaults are suppressed so that
-    `config_from_args` can tell typed flags from defaults (needed to override a resumed run)."""
+def build_parser(prog: str, description: str = "",
+                 skip: tuple[str, ...] = ()) -> OneLineErrorParser:
+    """An argparse parser with one flag per config field (groups in `skip` left out, e.g. the
+    poly group for MonoBeast); defaults are suppressed so that `config_from_args` can tell
+    typed flags from defaults (needed to override a resumed run)."""
     parser = OneLineErrorParser(prog=prog, description=description,
                                 argument_default=argparse.SUPPRESS)
     for group_name, cls in _GROUPS.items():
+        if group_name in skip:
+            continue
         group = parser.add_argument_group(group_name)
         hints = get_type_hints(cls)
         docs = field_docs(cls)

@@ -38,7 +38,7 @@ def make_source(config: Config) -> Callable[..., Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("beast.mono", DESCRIPTION, make_source, argv)
+    return run_cli("beast.mono", DESCRIPTION, make_source, argv, skip=("poly",))
 
 
 if __name__ == "__main__":

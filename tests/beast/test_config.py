@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 
 from beast.config import (Config, ConfigError, EnvConfig, LossConfig, ModelConfig, OptimConfig,
-                          RunConfig, build_parser, config_from_args, field_docs)
+                          PolyConfig, RunConfig, SyncConfig, build_parser, config_from_args,
+                          field_docs)
 
-GROUPS = (EnvConfig, ModelConfig, LossConfig, OptimConfig, RunConfig)
+GROUPS = (EnvConfig, ModelConfig, LossConfig, OptimConfig, RunConfig, SyncConfig, PolyConfig)
 
 
 @pytest.mark.parametrize("cls", GROUPS)
@@ -33,6 +34,12 @@ def test_flags_override_base_and_defaults_stay() -> None:
     assert config.run.target_return == 150.0
     assert config.loss.discount == 0.9  # from base, not overridden
     assert config.optim.learning_rate == OptimConfig().learning_rate
+
+
+def test_skipped_groups_get_no_flags_and_string_tuples_parse() -> None:
+    assert "--num-servers" not in build_parser("mono", skip=("poly",))._option_string_actions
+    args = build_parser("poly").parse_args(["--server-addresses", "127.0.0.1:1", "unix:/x"])
+    assert config_from_args(args).poly.server_addresses == ("127.0.0.1:1", "unix:/x")
 
 
 def test_json_round_trip() -> None:
