@@ -58,15 +58,17 @@ def read_rows(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
 
 
-def run_mono(flags: list[str], run_dir: Path) -> tuple[float, list[dict[str, float]], str]:
-    """Launch `python -m beast.mono`; return wall seconds from launch to exit, rows, stderr."""
+def run_mono(flags: list[str], run_dir: Path, module: str = "beast.mono"
+             ) -> tuple[float, list[dict[str, float]], str]:
+    """Launch `python -m MODULE` (a Beast runtime); return wall seconds from launch to exit,
+    the log rows and stderr."""
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "beast.mono", *flags, "--savedir",
+    result = subprocess.run([sys.executable, "-m", module, *flags, "--savedir",
                              str(run_dir.parent), "--run-name", run_dir.name],
                             capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise RuntimeError(f"beast.mono failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{module} failed:\n{result.stderr[-3000:]}")
     return elapsed, read_rows(run_dir), result.stderr
 
 

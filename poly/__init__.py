@@ -5,7 +5,7 @@ The C++ lives in `csrc/` and is built into the extension `beast.poly._core` by
 """
 
 try:
-    from beast.poly._core import Batch, BatchingQueue, DynamicBatcher, EnvClient, EnvServer
+    from beast.poly._core import ActorPool, Batch, BatchingQueue, DynamicBatcher, EnvClient, EnvServer
 except ImportError as e:  # pragma: no cover - depends on how the package was built
     raise ImportError(
         "beast.poly needs the compiled extension beast.poly._core, which failed to import "
@@ -14,4 +14,4 @@ except ImportError as e:  # pragma: no cover - depends on how the package was bu
         "beast.mono works without it."
     ) from e
 
-__all__ = ["Batch", "BatchingQueue", "DynamicBatcher", "EnvClient", "EnvServer"]
+__all__ = ["ActorPool", "Batch", "BatchingQueue", "DynamicBatcher", "EnvClient", "EnvServer"]

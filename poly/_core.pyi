@@ -171,3 +171,53 @@ class EnvClient:
     def action_shape(self) -> tuple[int, ...]: ...
     @property
     def action_dtype(self) -> np.dtype: ...
+
+class ActorPool:
+    """C++ actor threads, one per env server address, writing ``[T+1, K]`` unrolls.
+
+    Each thread connects, resets with ``seed + i * K`` (connection i), then loops:
+    ``inference_batcher.compute({"obs": [K, *obs_shape], "reward": [K] f32, "terminated": [K]
+    bool, "truncated": [K] bool})`` must return ``{"action": [K] int, "policy_logits": [K, A]
+    float, "baseline": [K] float, "policy_version": [K] int}``; the thread writes entry t and
+    steps the envs with the action. Every T steps it enqueues an unroll with exactly the keys of
+    ``beast.rollout.RolloutSpec``, each ``[T+1, K, ...]`` (entry 0 repeats the previous unroll's
+    last entry; episode sums restart at the step after an episode ended, as in mono's
+    ``UnrollWorker``). Use ``BatchingQueue(capacity, batch_dim=1, stack=False)``. All servers must
+    serve the same K and specs (Discrete actions).
+
+    The first exception in any thread stops the others; ``check()`` raises it as RuntimeError
+    naming the connection and address. A thread that finds the batcher or queue closed just
+    stops. ``close()`` never closes the batcher or queue (the caller owns them); it returns
+    promptly while inference is served, so shut down with
+    ``pool.close(); batcher.close(); queue.close()`` while the inference thread runs, or
+    ``batcher.close(); pool.close(); queue.close()`` if it may be gone. Dropping an unclosed pool
+    closes it (waiting like ``close()``).
+    """
+
+    def __init__(self, unroll_length: int, learner_queue: BatchingQueue, inference_batcher: DynamicBatcher,
+                 env_server_addresses: list[str], seed: int = 0, connect_timeout: float | None = 30.0) -> None:
+        """Nothing connects before ``start()``; ``connect_timeout`` also bounds each env reply."""
+    def start(self) -> None:
+        """Spawn one thread per address. Idempotent; RuntimeError after ``close()``."""
+    def close(self) -> None:
+        """Idempotent; stop and join every thread."""
+    def check(self) -> None:
+        """Raise RuntimeError with the first thread failure, if any."""
+    def __enter__(self) -> ActorPool: ...
+    def __exit__(self, *args: object) -> None: ...
+    @property
+    def error(self) -> str | None:
+        """The first thread failure (what ``check()`` raises), or None."""
+    @property
+    def num_steps(self) -> int:
+        """Env transitions so far, over all connections (each step adds K)."""
+    @property
+    def num_unrolls(self) -> int:
+        """Unrolls enqueued so far."""
+    @property
+    def running(self) -> bool:
+        """Whether any actor thread is still running."""
+    @property
+    def unroll_length(self) -> int: ...
+    @property
+    def addresses(self) -> list[str]: ...

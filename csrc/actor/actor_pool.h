@@ -105,7 +105,8 @@ class ActorPool {
   const std::int64_t seed_;
   const Timeout reply_timeout_;
 
-  std::mutex mu_;  // guards threads_, started_, closed_, error_, first_spec_
+  std::mutex join_mu_;     // held by close() while it joins, so a second close() waits too
+  mutable std::mutex mu_;  // guards threads_, started_, closed_, error_, first_spec_
   std::vector<std::thread> threads_;
   bool started_ = false;
   bool closed_ = false;

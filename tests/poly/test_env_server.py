@@ -16,13 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from beast.envs.make import make_vector_env
 from beast.poly import EnvClient
-from tests.conftest import REPO, beast_env
+from tests.conftest import REPO, beast_env, wait_for
 
 K = 4
 DEADLINE_S = 5.0
@@ -274,11 +275,17 @@ def test_env_exception_reaches_its_client_with_traceback_and_others_keep_steppin
         assert faulty.stop() == 0
 
 
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def test_killed_server_fails_a_blocked_and_the_next_call_promptly():
     doomed = Server("CartPole-v1", 2)
     client = EnvClient(doomed.address, timeout=60.0)  # the long timeout must not be what ends the wait
     client.reset(seed=0)
     doomed.proc.send_signal(signal.SIGSTOP)  # the next step blocks, waiting for a reply
+    stopped = wait_for(lambda: process_state(doomed.proc.pid) == "T", timeout=DEADLINE_S)
+    assert stopped, "SIGSTOP did not take effect"  # (delivery is asynchronous)
     outcome = {}
 
     def blocked_step():

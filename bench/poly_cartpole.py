@@ -1,0 +1,55 @@
+"""PolyBeast on CartPole-v1: steps/s with learning and time to solve, beside MonoBeast.
+
+Prints, measured in this run: PolyBeast steps/s with learning and MonoBeast's (same recipe,
+same budget) and their ratio; wall time from launch to a mean-100 training return >= 475 for
+both, over several seeds.
+
+    python bench/poly_cartpole.py [--seeds 3] [--actors 2] [--num-envs 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from mono_cartpole import run_mono, training_sps  # same folder: shared measurement helpers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--sps-steps", type=int, default=2_000_000)
+    parser.add_argument("--actors", type=int, default=2, help="PolyBeast actor connections")
+    parser.add_argument("--num-envs", type=int, default=32, help="PolyBeast envs per connection")
+    args = parser.parse_args()
+    runtimes = {
+        "poly": ["beast.poly", "--num-actors", str(args.actors), "--num-envs", str(args.num_envs)],
+        "mono": ["beast.mono"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        sps = {}
+        for name, (module, *flags) in runtimes.items():
+            _, rows, _ = run_mono([*flags, "--total-steps", str(args.sps_steps),
+                                   "--log-seconds", "1"], Path(tmp) / f"sps-{name}", module)
+            sps[name] = training_sps(rows)
+            print(f"{name}Beast steps/s with learning: {sps[name]:,.0f}")
+        print(f"PolyBeast / MonoBeast: {sps['poly'] / sps['mono']:.2f}")
+        for name, (module, *flags) in runtimes.items():
+            times = []
+            for seed in range(args.seeds):
+                elapsed, rows, stderr = run_mono(
+                    [*flags, "--target-return", "475", "--seed", str(seed), "--log-seconds", "1"],
+                    Path(tmp) / f"solve-{name}-{seed}", module)
+                solved = ">= 475" in stderr
+                times.append(elapsed if solved else float("inf"))
+                print(f"{name} seed {seed}: {'solved' if solved else 'NOT solved'} in "
+                      f"{elapsed:.1f} s wall from launch, {rows[-1]['env_steps']:,.0f} steps")
+            print(f"{name} median wall time to mean-100 return >= 475: "
+                  f"{statistics.median(times):.1f} s")
+
+
+if __name__ == "__main__":
+    main()

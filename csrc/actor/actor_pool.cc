@@ -1,0 +1,356 @@
+#include "actor/actor_pool.h"
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include "net/env_client.h"
+#include "net/socket.h"
+
+namespace beast {
+namespace {
+
+// A blocked enqueue() wakes this often to see whether close() was called.
+constexpr std::chrono::duration<double> kEnqueueSlice{0.1};
+
+// --- dtype casts (the env and the inference side may use other widths) ---
+
+template <typename In, typename Out>
+void convert(const void* in, void* out, std::int64_t n) {
+  const In* src = static_cast<const In*>(in);
+  Out* dst = static_cast<Out*>(out);
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(src[i]);
+}
+
+template <typename Out>
+void convert_from(DType from, const void* in, void* out, std::int64_t n) {
+  switch (from) {
+    case DType::kBool: return convert<bool, Out>(in, out, n);
+    case DType::kInt8: return convert<std::int8_t, Out>(in, out, n);
+    case DType::kUInt8: return convert<std::uint8_t, Out>(in, out, n);
+    case DType::kInt16: return convert<std::int16_t, Out>(in, out, n);
+    case DType::kInt32: return convert<std::int32_t, Out>(in, out, n);
+    case DType::kInt64: return convert<std::int64_t, Out>(in, out, n);
+    case DType::kFloat32: return convert<float, Out>(in, out, n);
+    case DType::kFloat64: return convert<double, Out>(in, out, n);
+    case DType::kFloat16: break;
+  }
+  throw std::invalid_argument("cannot convert float16 data");
+}
+
+bool is_floating(DType dtype) {
+  return dtype == DType::kFloat16 || dtype == DType::kFloat32 || dtype == DType::kFloat64;
+}
+
+// `src` itself if it already has dtype `to`, else a converted copy.
+Array cast(const Array& src, DType to) {
+  if (src.dtype() == to) return src;
+  Array dst = Array::empty(to, src.shape());
+  const std::int64_t n = src.numel();
+  switch (to) {
+    case DType::kBool: convert_from<bool>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kInt8: convert_from<std::int8_t>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kUInt8: convert_from<std::uint8_t>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kInt16: convert_from<std::int16_t>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kInt32: convert_from<std::int32_t>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kInt64: convert_from<std::int64_t>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kFloat32: convert_from<float>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kFloat64: convert_from<double>(src.dtype(), src.data(), dst.data(), n); break;
+    case DType::kFloat16: throw std::invalid_argument("cannot convert to float16");
+  }
+  return dst;
+}
+
+// --- checks on what the env server and the inference side send ---
+
+const Array& require(const ArrayMap& arrays, const std::string& key, const Shape& shape, const char* from) {
+  auto it = arrays.find(key);
+  if (it == arrays.end()) throw std::invalid_argument(std::string(from) + " has no '" + key + "'");
+  if (it->second.shape() != shape) {
+    throw std::invalid_argument(std::string(from) + " '" + key + "' must be " + shape_string(shape) + ", got " +
+                                shape_string(it->second.shape()));
+  }
+  return it->second;
+}
+
+Shape with_leading(std::int64_t leading, const Shape& shape) {
+  Shape out{leading};
+  out.insert(out.end(), shape.begin(), shape.end());
+  return out;
+}
+
+// "KIND: what", KIND being the Python exception the error would map to alone.
+std::string describe(const std::exception& e) {
+  if (dynamic_cast<const RemoteError*>(&e)) return std::string("env raised: ") + e.what();
+  if (dynamic_cast<const SocketTimeout*>(&e)) return std::string("TimeoutError: ") + e.what();
+  if (dynamic_cast<const SocketError*>(&e)) return std::string("ConnectionError: ") + e.what();
+  if (dynamic_cast<const ProtocolError*>(&e)) return std::string("ConnectionError: protocol error: ") + e.what();
+  if (dynamic_cast<const BatchFailed*>(&e)) return std::string("inference failed: ") + e.what();
+  if (dynamic_cast<const QueueTimeout*>(&e)) return std::string("TimeoutError: ") + e.what();
+  if (dynamic_cast<const std::invalid_argument*>(&e)) return std::string("ValueError: ") + e.what();
+  return std::string("error: ") + e.what();
+}
+
+// The latest env output with its running episode sums: one entry's env half.
+struct EnvStep {
+  Array obs;             // [K, *obs_shape], the env's dtype
+  Array reward;          // [K] f32
+  Array terminated;      // [K] bool
+  Array truncated;       // [K] bool
+  Array episode_return;  // [K] f32
+  Array episode_step;    // [K] int32
+};
+
+Array filled(DType dtype, std::int64_t k, double value) {
+  Array scalar = Array::empty(DType::kFloat64, {k});
+  auto* p = static_cast<double*>(scalar.data());
+  for (std::int64_t i = 0; i < k; ++i) p[i] = value;
+  return cast(scalar, dtype);
+}
+
+Array checked_obs(const ArrayMap& out, const EnvSpec& spec) {
+  const Array& obs = require(out, "obs", with_leading(spec.num_envs, spec.observation.shape), "env output");
+  if (obs.dtype() != spec.observation.dtype) {
+    throw std::invalid_argument(std::string("env output 'obs' must be ") + dtype_name(spec.observation.dtype) +
+                                " (the spec's), got " + dtype_name(obs.dtype()));
+  }
+  return obs;
+}
+
+EnvStep first_step(const ArrayMap& reset, const EnvSpec& spec) {
+  const std::int64_t k = spec.num_envs;
+  return {checked_obs(reset, spec), filled(DType::kFloat32, k, 0),  filled(DType::kBool, k, 0),
+          filled(DType::kBool, k, 0), filled(DType::kFloat32, k, 0), filled(DType::kInt32, k, 0)};
+}
+
+// UnrollWorker._env_step: after an ended episode this step is the reset, and
+// the running sums restart at 0; otherwise they add this step's reward / 1.
+EnvStep next_step(const EnvStep& previous, const ArrayMap& out, const EnvSpec& spec) {
+  const std::int64_t k = spec.num_envs;
+  const Shape per_env{k};
+  EnvStep step;
+  step.obs = checked_obs(out, spec);
+  const Array reward = cast(require(out, "reward", per_env, "env output"), DType::kFloat64);
+  step.reward = cast(reward, DType::kFloat32);
+  step.terminated = cast(require(out, "terminated", per_env, "env output"), DType::kBool);
+  step.truncated = cast(require(out, "truncated", per_env, "env output"), DType::kBool);
+  step.episode_return = Array::empty(DType::kFloat32, per_env);
+  step.episode_step = Array::empty(DType::kInt32, per_env);
+  const auto* r = static_cast<const double*>(reward.data());
+  const auto* ended_t = static_cast<const bool*>(previous.terminated.data());
+  const auto* ended_tr = static_cast<const bool*>(previous.truncated.data());
+  const auto* ret0 = static_cast<const float*>(previous.episode_return.data());
+  const auto* len0 = static_cast<const std::int32_t*>(previous.episode_step.data());
+  auto* ret = static_cast<float*>(step.episode_return.data());
+  auto* len = static_cast<std::int32_t*>(step.episode_step.data());
+  for (std::int64_t i = 0; i < k; ++i) {
+    const bool ended = ended_t[i] || ended_tr[i];
+    // float64 sum then float32, as NumPy computes it in UnrollWorker.
+    ret[i] = ended ? 0.0f : static_cast<float>(static_cast<double>(ret0[i]) + r[i]);
+    len[i] = ended ? 0 : len0[i] + 1;
+  }
+  return step;
+}
+
+// compute()'s outputs, checked and cast to the rollout's dtypes.
+ArrayMap checked_agent(const ArrayMap& out, const EnvSpec& spec) {
+  const std::int64_t k = spec.num_envs;
+  static const char* const kKeys[] = {"action", "policy_logits", "baseline", "policy_version"};
+  for (const auto& [key, array] : out) {
+    bool known = false;
+    for (const char* name : kKeys) known = known || key == name;
+    if (!known) {
+      throw std::invalid_argument("inference output has unexpected key '" + key +
+                                  "' (expected action, policy_logits, baseline, policy_version)");
+    }
+  }
+  const Array& action = require(out, "action", {k}, "inference output");
+  const Array& version = require(out, "policy_version", {k}, "inference output");
+  if (is_floating(action.dtype()) || is_floating(version.dtype())) {
+    throw std::invalid_argument(std::string("inference output 'action' and 'policy_version' must be integers, got ") +
+                                dtype_name(action.dtype()) + " and " + dtype_name(version.dtype()));
+  }
+  return {
+      {"action", cast(action, DType::kInt64)},
+      {"policy_logits",
+       cast(require(out, "policy_logits", {k, spec.num_actions}, "inference output"), DType::kFloat32)},
+      {"baseline", cast(require(out, "baseline", {k}, "inference output"), DType::kFloat32)},
+      {"policy_version", cast(version, DType::kInt64)},
+  };
+}
+
+// A new unroll: every key of beast.rollout.RolloutSpec, [T+1, K, ...]. It is
+// fully written before it is enqueued, so it is not poisoned.
+ArrayMap allocate_unroll(std::int64_t length, const EnvSpec& spec) {
+  const std::int64_t k = spec.num_envs;
+  Shape obs{length, k};
+  obs.insert(obs.end(), spec.observation.shape.begin(), spec.observation.shape.end());
+  const Shape per_env{length, k};
+  return {
+      {"obs", Array::empty(spec.observation.dtype, obs)},
+      {"reward", Array::empty(DType::kFloat32, per_env)},
+      {"terminated", Array::empty(DType::kBool, per_env)},
+      {"truncated", Array::empty(DType::kBool, per_env)},
+      {"episode_return", Array::empty(DType::kFloat32, per_env)},
+      {"episode_step", Array::empty(DType::kInt32, per_env)},
+      {"action", Array::empty(DType::kInt64, per_env)},
+      {"policy_logits", Array::empty(DType::kFloat32, {length, k, spec.num_actions})},
+      {"baseline", Array::empty(DType::kFloat32, per_env)},
+      {"policy_version", Array::empty(DType::kInt64, per_env)},
+  };
+}
+
+void write_entry(ArrayMap& unroll, const std::string& key, std::int64_t t, const Array& value) {
+  Array& dst = unroll.at(key);
+  if (value.dtype() != dst.dtype() || value.nbytes() * static_cast<std::size_t>(dst.shape()[0]) != dst.nbytes()) {
+    throw std::logic_error("ActorPool: entry of '" + key + "' does not fit its unroll");
+  }
+  std::memcpy(static_cast<std::byte*>(dst.data()) + static_cast<std::size_t>(t) * value.nbytes(), value.data(),
+              value.nbytes());
+}
+
+void write_entry(ArrayMap& unroll, std::int64_t t, const EnvStep& step, const ArrayMap& agent) {
+  write_entry(unroll, "obs", t, step.obs);
+  write_entry(unroll, "reward", t, step.reward);
+  write_entry(unroll, "terminated", t, step.terminated);
+  write_entry(unroll, "truncated", t, step.truncated);
+  write_entry(unroll, "episode_return", t, step.episode_return);
+  write_entry(unroll, "episode_step", t, step.episode_step);
+  for (const auto& [key, value] : agent) write_entry(unroll, key, t, value);
+}
+
+}  // namespace
+
+ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
+                     std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout)
+    : unroll_length_(unroll_length),
+      queue_(learner_queue),
+      batcher_(inference_batcher),
+      addresses_(std::move(env_server_addresses)),
+      seed_(seed),
+      reply_timeout_(reply_timeout) {
+  if (unroll_length_ < 1) {
+    throw std::invalid_argument("ActorPool: unroll_length must be >= 1, got " + std::to_string(unroll_length_));
+  }
+  if (addresses_.empty()) throw std::invalid_argument("ActorPool: needs at least one env server address");
+  if (queue_ == nullptr || batcher_ == nullptr) throw std::invalid_argument("ActorPool: queue and batcher required");
+  deadline_after(reply_timeout_, "ActorPool");  // refuses a negative or NaN timeout now
+}
+
+ActorPool::~ActorPool() { close(); }
+
+void ActorPool::start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) throw std::logic_error("ActorPool: start() after close()");
+  if (started_) return;
+  started_ = true;
+  for (std::size_t i = 0; i < addresses_.size(); ++i) {
+    live_threads_.fetch_add(1);
+    threads_.emplace_back(&ActorPool::run, this, i);
+  }
+}
+
+void ActorPool::close() {
+  std::lock_guard<std::mutex> join(join_mu_);
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    threads.swap(threads_);
+  }
+  stop_.store(true);
+  for (std::thread& thread : threads) thread.join();
+}
+
+std::string ActorPool::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+void ActorPool::fail(const std::string& message) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.empty()) error_ = message;
+  }
+  stop_.store(true);
+}
+
+void ActorPool::check_spec(std::size_t index, const EnvSpec& spec) {
+  if (spec.num_actions < 1 || !spec.action.shape.empty()) {
+    throw std::invalid_argument("the actor pool needs a Discrete action space, got action shape " +
+                                shape_string(spec.action.shape) + " with num_actions " +
+                                std::to_string(spec.num_actions));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!first_spec_) {
+    first_spec_ = spec;
+    first_spec_address_ = addresses_[index];
+    return;
+  }
+  const EnvSpec& first = *first_spec_;
+  if (first.num_envs != spec.num_envs || first.num_actions != spec.num_actions ||
+      first.observation != spec.observation || first.action != spec.action) {
+    auto text = [](const EnvSpec& s) {
+      return "num_envs " + std::to_string(s.num_envs) + ", obs " + dtype_name(s.observation.dtype) + " " +
+             shape_string(s.observation.shape) + ", num_actions " + std::to_string(s.num_actions);
+    };
+    throw std::invalid_argument("serves " + text(spec) + " but " + first_spec_address_ + " serves " + text(first) +
+                                "; every env server must serve the same");
+  }
+}
+
+void ActorPool::run(std::size_t index) {
+  try {
+    loop(index);
+  } catch (const QueueClosed&) {
+    // The owner closed the batcher or the queue: a stop, not a failure.
+  } catch (const std::exception& e) {
+    if (!stop_.load()) fail("connection " + std::to_string(index) + " (" + addresses_[index] + "): " + describe(e));
+  } catch (...) {
+    if (!stop_.load()) fail("connection " + std::to_string(index) + " (" + addresses_[index] + "): unknown error");
+  }
+  live_threads_.fetch_sub(1);
+}
+
+void ActorPool::loop(std::size_t index) {
+  EnvClient client(addresses_[index], reply_timeout_);  // its destructor says CLOSE
+  const EnvSpec spec = client.spec();
+  check_spec(index, spec);
+  const std::int64_t k = spec.num_envs;
+  if (stop_.load()) return;
+  EnvStep step = first_step(client.reset(seed_ + static_cast<std::int64_t>(index) * k), spec);
+  auto act = [&] {
+    return checked_agent(batcher_->compute({{"obs", step.obs},
+                                            {"reward", step.reward},
+                                            {"terminated", step.terminated},
+                                            {"truncated", step.truncated}}),
+                         spec);
+  };
+  if (stop_.load()) return;
+  ArrayMap agent = act();
+  for (;;) {
+    ArrayMap unroll = allocate_unroll(unroll_length_ + 1, spec);
+    write_entry(unroll, 0, step, agent);  // the previous unroll's last entry
+    for (std::int64_t t = 1; t <= unroll_length_; ++t) {
+      if (stop_.load()) return;
+      ArrayMap out = client.step(cast(agent.at("action"), spec.action.dtype));
+      num_steps_.fetch_add(k);
+      step = next_step(step, out, spec);
+      if (stop_.load()) return;
+      agent = act();
+      write_entry(unroll, t, step, agent);
+    }
+    for (;;) {  // in slices, so that close() is seen while the queue is full
+      if (stop_.load()) return;
+      try {
+        queue_->enqueue(unroll, kEnqueueSlice);
+        break;
+      } catch (const QueueTimeout&) {
+      }
+    }
+    num_unrolls_.fetch_add(1);
+  }
+}
+
+}  // namespace beast

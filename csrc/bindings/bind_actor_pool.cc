@@ -1,0 +1,138 @@
+// Python binding of beast::ActorPool. The pool's threads never touch Python;
+// start(), close() and the destructor run with the GIL released (close()
+// waits for threads that may wait on a Python inference thread). The pool
+// keeps its queue and batcher alive for as long as it lives. Errors map to
+// Python as:
+//   bad arguments -> ValueError      start() after close() -> RuntimeError
+//   check(): the first thread failure -> RuntimeError naming the connection
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "actor/actor_pool.h"
+#include "bindings/bindings.h"
+#include "core/batching_queue.h"
+#include "core/dynamic_batcher.h"
+
+namespace beast {
+namespace {
+
+namespace py = pybind11;
+
+constexpr const char* kPoolDoc = R"doc(
+C++ actor threads: one per env server address, each stepping that server's K
+envs with central inference and writing ``[T+1, K]`` unrolls into a queue.
+
+Each thread: connect, ``reset(seed + i * K)`` (connection i), then loop:
+``inference_batcher.compute({"obs": [K, *obs_shape], "reward": [K] f32,
+"terminated": [K] bool, "truncated": [K] bool})``, which must return
+``{"action": [K] int, "policy_logits": [K, A] float, "baseline": [K] float,
+"policy_version": [K] int}`` (the inference side stacks n rows as ``[n, K,
+...]`` and stamps the version of the weights it used); write entry t; step
+the envs with the action. Every T steps it enqueues one unroll, a dict with
+exactly the keys of ``beast.rollout.RolloutSpec``, each ``[T+1, K, ...]``
+(entry 0 repeats the previous unroll's last entry; episode_return and
+episode_step restart at the step after an episode ended, as in mono's
+``UnrollWorker``). Create the queue as ``BatchingQueue(capacity,
+batch_dim=1, stack=False)`` so batches are ``[T+1, B*K, ...]``. Every server
+must serve the same K and specs (Discrete actions).
+
+Errors: the first exception in any thread (a dead env server, an env that
+raised, bad inference outputs, a timeout) is kept and stops the other
+threads; ``check()`` raises it as RuntimeError naming the connection and
+its address, at once (poll it from the main loop). A thread whose
+``compute`` or ``enqueue`` finds the batcher or queue closed just stops.
+
+Shutdown: ``close()`` (idempotent) stops and joins every thread. It never
+closes the batcher or queue (the caller owns them). A thread blocked in a
+full queue notices ``close()`` within 0.1 s; one in ``compute`` only when
+inference answers or the batcher closes. So::
+
+    pool.close(); batcher.close(); queue.close()   # while inference is served
+    batcher.close(); pool.close(); queue.close()   # always safe
+
+Dropping a pool that was not closed closes it, which waits like ``close()``:
+close it (or its batcher) before the interpreter exits.
+
+Call loop::
+
+    queue = BatchingQueue(capacity=8, batch_dim=1, stack=False)
+    batcher = DynamicBatcher()
+    pool = ActorPool(T, queue, batcher, ["127.0.0.1:4000", "127.0.0.1:4001"], seed=0)
+    pool.start()
+    # inference thread: for batch in batcher: batch.set_outputs(model(batch.inputs))
+    # learner thread:   for rollout in queue: learner.step(rollout)
+    while training:
+        pool.check()            # raises RuntimeError if any actor thread failed
+    batcher.close(); pool.close(); queue.close()
+)doc";
+
+// Python drops the pool with the GIL held; joining threads that wait on a
+// Python inference thread must not hold it.
+struct ReleaseGilDelete {
+  void operator()(ActorPool* pool) const {
+    py::gil_scoped_release nogil;
+    delete pool;
+  }
+};
+using PoolHolder = std::unique_ptr<ActorPool, ReleaseGilDelete>;
+
+}  // namespace
+
+void bind_actor_pool(py::module_& m) {
+  py::class_<ActorPool, PoolHolder>(m, "ActorPool", kPoolDoc)
+      .def(py::init([](std::int64_t unroll_length, BatchingQueue& learner_queue, DynamicBatcher& inference_batcher,
+                       std::vector<std::string> env_server_addresses, std::int64_t seed,
+                       std::optional<double> connect_timeout) {
+             Timeout timeout;
+             if (connect_timeout) timeout = std::chrono::duration<double>(*connect_timeout);
+             return PoolHolder(new ActorPool(unroll_length, &learner_queue, &inference_batcher,
+                                             std::move(env_server_addresses), seed, timeout));
+           }),
+           py::arg("unroll_length"), py::arg("learner_queue"), py::arg("inference_batcher"),
+           py::arg("env_server_addresses"), py::arg("seed") = 0, py::arg("connect_timeout") = 30.0,
+           py::keep_alive<1, 3>(), py::keep_alive<1, 4>(),
+           "unroll_length T >= 1; one thread per address (\"HOST:PORT\" or \"unix:/path\"); connection i "
+           "resets with seed + i * K. connect_timeout (seconds; None: for ever) bounds the connect and each "
+           "env reply. Nothing connects before start().")
+      .def("start", [](ActorPool& pool) {
+        py::gil_scoped_release nogil;
+        pool.start();
+      }, "Spawn the threads. Idempotent; RuntimeError after close().")
+      .def("close", [](ActorPool& pool) {
+        py::gil_scoped_release nogil;
+        pool.close();
+      }, "Idempotent; stop and join every thread (see the class doc for the shutdown order).")
+      .def("check", [](const ActorPool& pool) {
+        const std::string error = pool.error();
+        if (!error.empty()) throw std::runtime_error("ActorPool " + error);
+      }, "Raise RuntimeError with the first thread failure, if any; otherwise return None.")
+      .def_property_readonly("error", [](const ActorPool& pool) -> std::optional<std::string> {
+        std::string error = pool.error();
+        if (error.empty()) return std::nullopt;
+        return "ActorPool " + error;
+      }, "The first thread failure (what check() raises), or None.")
+      .def_property_readonly("num_steps", &ActorPool::num_steps,
+                             "Env transitions so far, over all connections (each step adds K).")
+      .def_property_readonly("num_unrolls", &ActorPool::num_unrolls, "Unrolls enqueued so far.")
+      .def_property_readonly("running", &ActorPool::running, "Whether any actor thread is still running.")
+      .def_property_readonly("unroll_length", &ActorPool::unroll_length)
+      .def_property_readonly("addresses", &ActorPool::addresses)
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](ActorPool& pool, py::args) {
+        py::gil_scoped_release nogil;
+        pool.close();
+      })
+      .def("__repr__", [](const ActorPool& pool) {
+        return "ActorPool(unroll_length=" + std::to_string(pool.unroll_length()) +
+               ", connections=" + std::to_string(pool.addresses().size()) +
+               ", running=" + (pool.running() ? "True" : "False") +
+               ", num_steps=" + std::to_string(pool.num_steps()) + ")";
+      });
+}
+
+}  // namespace beast

@@ -1,0 +1,40 @@
+"""`python -m beast.poly` / `polybeast`: train, resume or evaluate with PolyBeast.
+
+Same flags, run directories, logs, checkpoints and `--resume` / `--eval` as MonoBeast, plus
+--num-servers (local env server processes to start) or --server-addresses (existing ones).
+--num-actors is the number of actor connections (C++ threads), spread over the servers.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from beast.cli import run_cli
+from beast.config import Config
+
+DESCRIPTION = ("PolyBeast: IMPALA with environments in env server processes, a C++ actor pool "
+               "and central batched inference.")
+
+
+def make_source(config: Config) -> Callable[..., Any]:
+    import torch
+
+    from beast.poly.sources import PolySource
+
+    # Env servers, actor threads and inference share the cores with the learner: one thread
+    # per torch call avoids oversubscribing a small machine.
+    torch.set_num_threads(1)
+
+    def factory(model, observation_space, action_space, generation, log):
+        return PolySource(config, model, observation_space, action_space, generation, log)
+
+    return factory
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("beast.poly", DESCRIPTION, make_source, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

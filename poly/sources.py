@@ -1,0 +1,153 @@
+"""PolyBeast's batch source: env servers → C++ actor pool → central inference → learner.
+
+    env server processes (K envs per connection)
+        ⇅ wire frames (csrc/net)
+    ActorPool: one C++ thread per connection ──compute(row)──► DynamicBatcher
+        │                                                        │ get_batch
+        │ unrolls [T+1, K]                          inference thread: model forward,
+        ▼                                           sample actions, stamp the version
+    BatchingQueue ──dequeue(B)──► next_batch() ──► Learner.step (beast.training)
+
+The inference model is a CPU copy of the learner's; `publish_weights` copies the learner's
+weights into it (the one place a sync controller gates). Shutdown order matters: the pool
+first (it closes its env connections), then the batcher and the queue (waking any thread
+blocked in them), then the inference thread, then the server processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import threading
+import traceback
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from beast.config import Config
+from beast.learner import Learner
+from beast.models import sample_actions
+from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
+
+
+class EnvServerProcess:
+    """`python -m beast.poly.env_server` on a free local port; stopped with SIGTERM."""
+
+    def __init__(self, env_id: str, num_envs: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "beast.poly.env_server", "--env", env_id,
+             "--num-envs", str(num_envs), "--address", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, text=True)
+        self.address = self.process.stdout.readline().strip()
+        if not self.address:
+            code = self.process.wait(timeout=10)
+            raise RuntimeError(f"env server for {env_id} failed to start (exit code {code})")
+
+    def stop(self, timeout: float = 3.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+
+class InferenceThread:
+    """Answers the actor pool's batched requests with the inference model."""
+
+    def __init__(self, model: nn.Module, batcher: DynamicBatcher, seed: int) -> None:
+        self.model = model
+        self.version = 0
+        self.lock = threading.Lock()  # model weights and version change together
+        self.batcher = batcher
+        self.generator = torch.Generator().manual_seed(seed)
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.thread.start()
+
+    @torch.inference_mode()
+    def _run(self) -> None:
+        for batch in self.batcher:  # ends when the batcher is closed
+            try:
+                obs = torch.from_numpy(batch.inputs["obs"])  # [n, K, *obs_shape]
+                with self.lock:
+                    output = self.model(obs)
+                    version = self.version
+                action = sample_actions(output.policy_logits, self.generator)
+                batch.set_outputs({
+                    "action": action.numpy(), "policy_logits": output.policy_logits.numpy(),
+                    "baseline": output.baseline.numpy(),
+                    "policy_version": np.full(action.shape, version, np.int64)})
+            except Exception:  # fail this batch's callers now, and the run soon after
+                self.error = traceback.format_exc()
+                batch.set_error(self.error)
+
+    def load(self, learner: Learner) -> None:
+        with self.lock, torch.no_grad():
+            for target, source in zip(self.model.parameters(), learner.model.parameters()):
+                target.copy_(source)
+            self.version = learner.version
+
+
+class PolySource:
+    """The `BatchSource` of PolyBeast (see beast.training)."""
+
+    restarts = 0  # a failed env server fails the run (reconnection comes later)
+
+    def __init__(self, config: Config, model: nn.Module, observation_space: gym.Space,
+                 action_space: gym.Space, generation: int, log: Callable[[str], None]) -> None:
+        run, poly = config.run, config.poly
+        self.batch_size = run.batch_size
+        self.servers: list[EnvServerProcess] = []
+        addresses = list(poly.server_addresses)
+        if not addresses:
+            self.servers = [EnvServerProcess(config.env.env, config.env.num_envs)
+                            for _ in range(poly.num_servers)]
+            addresses = [server.address for server in self.servers]
+        num_connections = max(1, run.num_actors)
+        connections = [addresses[i % len(addresses)] for i in range(num_connections)]
+        log(f"[beast] {num_connections} actor connections to {len(addresses)} env servers")
+        self.queue = BatchingQueue(max(2 * run.batch_size, num_connections + 1), batch_dim=1,
+                                   stack=False)
+        self.batcher = DynamicBatcher(max_pending=num_connections)
+        self.inference = InferenceThread(copy.deepcopy(model).cpu(), self.batcher,
+                                         seed=run.seed * 7919 + generation)
+        self.pool = ActorPool(run.unroll_length, self.queue, self.batcher, connections,
+                              seed=run.seed * 1_000_003 + generation * 7_919_993)
+        self.pool.start()
+        self._closed = False
+
+    def next_batch(self, timeout: float) -> dict[str, torch.Tensor] | None:
+        self.pool.check()  # the first actor-thread error (dead server, env exception) raises
+        if self.inference.error is not None:
+            raise RuntimeError(f"inference failed:\n{self.inference.error}")
+        try:
+            batch = self.queue.dequeue(self.batch_size, self.batch_size, timeout)
+        except TimeoutError:
+            return None
+        except StopIteration:
+            self.pool.check()
+            raise RuntimeError("the rollout queue was closed")
+        return {key: torch.from_numpy(value) for key, value in batch.items()}
+
+    def publish_weights(self, learner: Learner) -> None:
+        self.inference.load(learner)
+
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.close()
+        self.batcher.close()
+        self.queue.close()
+        self.inference.thread.join(timeout=5)
+        for server in self.servers:
+            server.stop()

@@ -1,0 +1,105 @@
+"""PolyBeast end to end: parity with MonoBeast's data path, failures, and learning CartPole."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from beast.config import Config, EnvConfig, PolyConfig, RunConfig
+from beast.envs import make_vector_env
+from beast.learner import Learner
+from beast.models import PolicyValueMLP
+from beast.mono.actor import UnrollWorker
+from beast.poly.sources import PolySource
+from beast.rollout import RolloutSpec
+from tests.conftest import COUNTING, FAST, beast_env, run_cli, start_cli, wait_for
+
+T, K = 6, 3
+
+
+def deterministic_model() -> PolicyValueMLP:
+    """A policy that picks action 1 with probability ~1, so both runtimes act identically."""
+    torch.manual_seed(0)
+    model = PolicyValueMLP((2,), 3, (8,))
+    with torch.no_grad():
+        model.policy.weight.zero_()
+        model.policy.bias.copy_(torch.tensor([0.0, 50.0, 0.0]))
+    return model
+
+
+def test_same_batch_same_loss_in_mono_and_poly(monkeypatch) -> None:
+    import tests.envs.counting_env  # noqa: F401
+
+    monkeypatch.setenv("PYTHONPATH", beast_env()["PYTHONPATH"])  # the server imports tests.*
+    config = Config(env=EnvConfig(env=COUNTING, num_envs=K),
+                    run=RunConfig(num_actors=1, unroll_length=T, slots_per_actor=2),
+                    poly=PolyConfig(num_servers=1))
+    model = deterministic_model()
+    envs = make_vector_env(COUNTING, K)
+    worker = UnrollWorker(envs, copy.deepcopy(model), T, seed=0)
+    spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space)
+    source = PolySource(config, copy.deepcopy(model), envs.single_observation_space,
+                        envs.single_action_space, generation=0, log=lambda text: None)
+    try:
+        for _ in range(3):  # three consecutive unrolls, step 0 carried over each time
+            slot = spec.allocate((T + 1, K))
+            worker.fill(slot, version=0)
+            poly = None
+            deadline = time.monotonic() + 30
+            while poly is None and time.monotonic() < deadline:
+                poly = source.next_batch(timeout=1.0)
+            assert poly is not None, "no batch from the actor pool"
+            assert set(poly) == set(slot)
+            for key, value in slot.items():
+                np.testing.assert_allclose(poly[key].numpy(), value, rtol=1e-6, atol=1e-6,
+                                           err_msg=key)
+                assert poly[key].dtype == torch.from_numpy(value).dtype, key
+            losses = []
+            for batch in (poly, {k: torch.from_numpy(v) for k, v in slot.items()}):
+                learner = Learner(copy.deepcopy(model), config.loss, config.optim, 10**6)
+                losses.append(learner.step(batch)["loss/total"])
+            assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    finally:
+        source.close()
+
+
+def test_killed_env_server_fails_the_run_within_seconds(run_dir: Path) -> None:
+    process = start_cli("beast.poly", *FAST, "--total-steps", "100000000",
+                        "--savedir", str(run_dir.parent), "--run-name", run_dir.name)
+    try:
+        assert wait_for(lambda: (run_dir / "logs.csv").exists(), timeout=60)
+        servers = subprocess.run(["pgrep", "-f", "beast.poly.env_server", "-P",
+                                  str(process.pid)], capture_output=True, text=True)
+        pids = [int(p) for p in servers.stdout.split()]
+        assert len(pids) == 1, servers
+        os.kill(pids[0], signal.SIGKILL)
+        killed = time.monotonic()
+        code = process.wait(timeout=30)
+        stopped_after = time.monotonic() - killed
+        stderr = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert code == 1, stderr[-3000:]
+    assert stopped_after < 10
+    assert "ConnectionError" in stderr or "connection" in stderr.lower()
+
+
+def test_poly_cartpole_learns_within_step_budget(run_dir: Path) -> None:
+    result = run_cli("beast.poly", "--env", "CartPole-v1", "--num-actors", "2",
+                     "--num-envs", "32", "--total-steps", "400000", "--target-return", "150",
+                     "--log-seconds", "1", "--seed", "1", "--savedir", str(run_dir.parent),
+                     "--run-name", run_dir.name, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (run_dir / "logs.csv").open(newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last["mean_return"]) >= 150, f"mean return {last['mean_return']}"
