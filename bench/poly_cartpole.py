@@ -4,7 +4,7 @@ Prints, measured in this run: PolyBeast steps/s with learning and MonoBeast's (s
 same budget) and their ratio; wall time from launch to a mean-100 training return >= 475 for
 both, over several seeds.
 
-    python bench/poly_cartpole.py [--seeds 3] [--actors 2] [--num-envs 32]
+    python bench/poly_cartpole.py [--seeds 3] [--actors 1] [--num-envs 64]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sps-steps", type=int, default=2_000_000)
-    parser.add_argument("--actors", type=int, default=2, help="PolyBeast actor connections")
-    parser.add_argument("--num-envs", type=int, default=32, help="PolyBeast envs per connection")
+    parser.add_argument("--actors", type=int, default=1, help="PolyBeast actor connections")
+    parser.add_argument("--num-envs", type=int, default=64, help="PolyBeast envs per connection")
     args = parser.parse_args()
     runtimes = {
         "poly": ["beast.poly", "--num-actors", str(args.actors), "--num-envs", str(args.num_envs)],

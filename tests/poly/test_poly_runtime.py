@@ -90,8 +90,8 @@ def test_killed_env_server_fails_the_run_within_seconds(run_dir: Path) -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert code == 1, stderr[-3000:]
-    assert stopped_after < 10
-    assert "ConnectionError" in stderr or "connection" in stderr.lower()
+    assert stopped_after < 5, f"the run took {stopped_after:.1f} s to fail"
+    assert "ConnectionError" in stderr and "run failed" in stderr
 
 
 def test_poly_cartpole_learns_within_step_budget(run_dir: Path) -> None:
@@ -103,3 +103,11 @@ def test_poly_cartpole_learns_within_step_budget(run_dir: Path) -> None:
     with (run_dir / "logs.csv").open(newline="") as f:
         last = list(csv.DictReader(f))[-1]
     assert float(last["mean_return"]) >= 150, f"mean return {last['mean_return']}"
+    # the run directory is MonoBeast's format: --eval, --resume and beast.plot work on it
+    evaluated = run_cli("beast.poly", "--eval", str(run_dir), "--eval-episodes", "3")
+    assert evaluated.returncode == 0 and "mean return over 3 episodes" in evaluated.stdout
+    resumed = run_cli("beast.poly", "--resume", str(run_dir), "--total-steps",
+                      str(int(float(last["env_steps"])) + 20000), timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["stats"]["resumes"] == 1
+    assert run_cli("beast.plot", str(run_dir)).returncode == 0 and (run_dir / "plot.png").exists()
