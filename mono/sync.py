@@ -8,26 +8,19 @@ actor to copy at its next unroll boundary.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from beast.config import SyncConfig
 from beast.learner import Learner
-from beast.sync import APSController, SyncTrigger
+from beast.sync import APSController, SyncTrigger, controller_from_config, sync_metrics
 from beast.mono.shared import SyncBoard
 
 
 def make_controller(config: SyncConfig, num_actors: int) -> APSController:
-    """every-step and periodic are the controller's degenerate settings, so all three modes
-    are counted and logged the same way."""
-    if config.sync == "every-step":
-        return APSController(num_actors, delta=math.inf, max_lag=1)
-    if config.sync == "periodic":
-        return APSController(num_actors, delta=math.inf, max_lag=config.sync_period)
-    return APSController(num_actors, delta=config.aps_delta, max_lag=config.aps_max_lag,
-                         max_seconds=config.aps_max_seconds, target_rate=config.aps_target_rate)
+    return controller_from_config(config.sync, num_actors, config.sync_period, config.aps_delta,
+                                  config.aps_max_lag, config.aps_max_seconds,
+                                  config.aps_target_rate)
 
 
 def kl_per_slot(kl: torch.Tensor, valid: torch.Tensor, num_slots: int) -> list[float]:
@@ -79,12 +72,7 @@ class ActorSync:
     def metrics(self) -> dict[str, float]:
         """Sync counters for a log row (copies actually made, as counted by the actors)."""
         syncs = int(self.board.table[:, SyncBoard.SYNCS].sum())
-        steps = self.controller.learner_steps
-        rate = (syncs - self._last_syncs) / max(1, steps - self._last_learner_steps)
-        self._last_syncs, self._last_learner_steps = syncs, steps
-        row = {"aps/syncs_total": float(syncs), "aps/syncs_per_learner_step": rate,
-               "aps/bytes_synced": float(syncs * self.weight_bytes),
-               "aps/delta": self.controller.delta}
-        for trigger, count in self.controller.trigger_counts.items():
-            row[f"aps/trigger_{trigger.value}"] = float(count)
+        row = sync_metrics(self.controller, syncs, self.weight_bytes, self._last_syncs,
+                           self._last_learner_steps)
+        self._last_syncs, self._last_learner_steps = syncs, self.controller.learner_steps
         return row

@@ -8,8 +8,10 @@
         ▼                                           sample actions, stamp the version
     BatchingQueue ──dequeue(B)──► next_batch() ──► Learner.step (beast.training)
 
-The inference model is a CPU copy of the learner's; `publish_weights` copies the learner's
-weights into it (the one place a sync controller gates). Shutdown order matters: the pool
+The inference model is a CPU copy of the learner's. `publish_weights` asks the sync
+controller (every-step, periodic or APS; beast.sync) whether to copy the learner's weights into
+it: with central inference there is one policy copy to keep in sync, whose drift is the KL
+the loss measured on the batch. Shutdown order matters: the pool
 first (it closes its env connections), then the batcher and the queue (waking any thread
 blocked in them), then the inference thread, then the server processes.
 """
@@ -20,6 +22,7 @@ import copy
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from typing import Callable
 
@@ -31,6 +34,7 @@ from torch import nn
 from beast.config import Config
 from beast.learner import Learner
 from beast.models import sample_actions
+from beast.sync import controller_from_config, sync_metrics
 from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
 
 
@@ -62,7 +66,7 @@ class InferenceThread:
 
     def __init__(self, model: nn.Module, batcher: DynamicBatcher, seed: int) -> None:
         self.model = model
-        self.version = 0
+        self.version = -1  # no learner weights yet; the first publish copies them
         self.lock = threading.Lock()  # model weights and version change together
         self.batcher = batcher
         self.generator = torch.Generator().manual_seed(seed)
@@ -117,6 +121,13 @@ class PolySource:
         self.batcher = DynamicBatcher(max_pending=num_connections)
         self.inference = InferenceThread(copy.deepcopy(model).cpu(), self.batcher,
                                          seed=run.seed * 7919 + generation)
+        self.controller = controller_from_config(
+            config.sync.sync, 1, config.sync.sync_period, config.sync.aps_delta,
+            config.sync.aps_max_lag, config.sync.aps_max_seconds, config.sync.aps_target_rate)
+        self._syncs = 0
+        self._logged = (0, 0)  # syncs and learner steps at the previous log row
+        self._weight_bytes = 4 * sum(p.numel() for p in model.parameters())
+        self._last_batch: dict[str, torch.Tensor] | None = None
         self.pool = ActorPool(run.unroll_length, self.queue, self.batcher, connections,
                               seed=run.seed * 1_000_003 + generation * 7_919_993)
         self.pool.start()
@@ -133,13 +144,29 @@ class PolySource:
         except StopIteration:
             self.pool.check()
             raise RuntimeError("the rollout queue was closed")
-        return {key: torch.from_numpy(value) for key, value in batch.items()}
+        self._last_batch = {key: torch.from_numpy(value) for key, value in batch.items()}
+        return self._last_batch
 
     def publish_weights(self, learner: Learner) -> None:
-        self.inference.load(learner)
+        """Copy the learner's weights to the inference model when the controller says so."""
+        now = time.monotonic()
+        if self._last_batch is not None and learner.last_kl is not None:
+            valid = learner.last_valid
+            drift = float(torch.where(valid, learner.last_kl, 0.0).sum() / valid.sum().clamp(min=1))
+            behaviour = int(self._last_batch["policy_version"][1:].min())
+            self.controller.observe(0, max(drift, 0.0), learner.version - 1, behaviour)
+            self.controller.on_learner_step()
+            self._last_batch = None
+        trigger = self.controller.decide(0, learner.version, self.inference.version, now)
+        if trigger is not None:
+            self.inference.load(learner)
+            self.controller.record_sync(0, trigger, learner.version, now)
+            self._syncs += 1
 
     def metrics(self) -> dict[str, float]:
-        return {}
+        row = sync_metrics(self.controller, self._syncs, self._weight_bytes, *self._logged)
+        self._logged = (self._syncs, self.controller.learner_steps)
+        return row
 
     def close(self) -> None:
         if self._closed:

@@ -151,3 +151,31 @@ class APSController:
         elif rate < self.target_rate / 1.5:
             self.delta /= 1.5
         self.delta = min(max(self.delta, self.DELTA_RANGE[0]), self.DELTA_RANGE[1])
+
+
+def controller_from_config(sync: str, num_actors: int, sync_period: int = 16,
+                           delta: float = 0.01, max_lag: int = 32,
+                           max_seconds: float | None = None,
+                           target_rate: float | None = None) -> APSController:
+    """The controller for a sync mode. every-step and periodic are its degenerate settings
+    (delta = inf with max_lag 1 or N), so all modes are counted and logged the same way."""
+    if sync == "every-step":
+        return APSController(num_actors, delta=math.inf, max_lag=1)
+    if sync == "periodic":
+        return APSController(num_actors, delta=math.inf, max_lag=sync_period)
+    if sync == "aps":
+        return APSController(num_actors, delta=delta, max_lag=max_lag, max_seconds=max_seconds,
+                             target_rate=target_rate)
+    raise ValueError(f"unknown sync mode {sync!r}: every-step, periodic or aps")
+
+
+def sync_metrics(controller: APSController, syncs: int, bytes_per_sync: int,
+                 syncs_before: int, steps_before: int) -> dict[str, float]:
+    """The aps/* sync counters of a log row; the rate is over the steps since the last row."""
+    steps = controller.learner_steps - steps_before
+    row = {"aps/syncs_total": float(syncs),
+           "aps/syncs_per_learner_step": (syncs - syncs_before) / max(1, steps),
+           "aps/bytes_synced": float(syncs * bytes_per_sync), "aps/delta": controller.delta}
+    for trigger, count in controller.trigger_counts.items():
+        row[f"aps/trigger_{trigger.value}"] = float(count)
+    return row

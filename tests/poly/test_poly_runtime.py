@@ -111,3 +111,20 @@ def test_poly_cartpole_learns_within_step_budget(run_dir: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["stats"]["resumes"] == 1
     assert run_cli("beast.plot", str(run_dir)).returncode == 0 and (run_dir / "plot.png").exists()
+
+
+@pytest.mark.parametrize("mode", ["periodic", "aps"])
+def test_sync_controller_gates_the_inference_model_copy(run_dir: Path, mode: str) -> None:
+    result = run_cli("beast.poly", *FAST, "--sync", mode, "--sync-period", "8",
+                     "--total-steps", "30000", "--savedir", str(run_dir.parent),
+                     "--run-name", run_dir.name, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (run_dir / "logs.csv").open(newline="") as f:
+        row = {k: float(v) for k, v in list(csv.DictReader(f))[-1].items() if v}
+    steps, syncs = row["version"], row["aps/syncs_total"]
+    assert row["aps/trigger_initial"] == 1 and steps > 100
+    if mode == "periodic":
+        assert syncs == 1 + steps // 8 and row["aps/trigger_lag"] == steps // 8
+        assert row["aps/lag_max"] <= 8 + 2  # the inference copy lags at most a period (+queue)
+    else:
+        assert 1 <= syncs < steps and row["aps/trigger_kl"] + row["aps/trigger_lag"] == syncs - 1
