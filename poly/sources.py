@@ -71,12 +71,14 @@ class InferenceThread:
         self.batcher = batcher
         self.generator = torch.Generator().manual_seed(seed)
         self.error: str | None = None
+        self.loaded = threading.Event()  # act only with the learner's weights (e.g. resumed)
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self.thread.start()
 
     @torch.inference_mode()
     def _run(self) -> None:
         for batch in self.batcher:  # ends when the batcher is closed
+            self.loaded.wait()
             try:
                 obs = torch.from_numpy(batch.inputs["obs"])  # [n, K, *obs_shape]
                 with self.lock:
@@ -96,6 +98,7 @@ class InferenceThread:
             for target, source in zip(self.model.parameters(), learner.model.parameters()):
                 target.copy_(source)
             self.version = learner.version
+        self.loaded.set()
 
 
 class PolySource:
@@ -175,6 +178,7 @@ class PolySource:
         self.pool.close()
         self.batcher.close()
         self.queue.close()
+        self.inference.loaded.set()  # a batch waiting for first weights fails on the closed batcher
         self.inference.thread.join(timeout=5)
         for server in self.servers:
             server.stop()

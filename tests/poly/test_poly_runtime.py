@@ -49,6 +49,7 @@ def test_same_batch_same_loss_in_mono_and_poly(monkeypatch) -> None:
     spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space)
     source = PolySource(config, copy.deepcopy(model), envs.single_observation_space,
                         envs.single_action_space, generation=0, log=lambda text: None)
+    source.publish_weights(Learner(copy.deepcopy(model), config.loss, config.optim, 10**6))
     try:
         for _ in range(3):  # three consecutive unrolls, step 0 carried over each time
             slot = spec.allocate((T + 1, K))
