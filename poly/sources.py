@@ -19,6 +19,9 @@ blocked in them), then the inference thread, then the server processes.
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +41,17 @@ from beast.sync import controller_from_config, sync_metrics
 from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
 
 
+def _detach_but_die_with_parent() -> None:
+    """Runs in the env server child before exec: its own session, so a Ctrl-C meant for the
+    launcher does not kill it mid-run (the launcher stops it in order), and SIGTERM when the
+    launcher dies, so a killed launcher leaves no server behind."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class EnvServerProcess:
     """`python -m beast.poly.env_server` on a free local port; stopped with SIGTERM."""
 
@@ -45,7 +59,7 @@ class EnvServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "beast.poly.env_server", "--env", env_id,
              "--num-envs", str(num_envs), "--address", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True, preexec_fn=_detach_but_die_with_parent)
         self.address = self.process.stdout.readline().strip()
         if not self.address:
             code = self.process.wait(timeout=10)
@@ -113,8 +127,12 @@ class PolySource:
         self.servers: list[EnvServerProcess] = []
         addresses = list(poly.server_addresses)
         if not addresses:
-            self.servers = [EnvServerProcess(config.env.env, config.env.num_envs)
-                            for _ in range(poly.num_servers)]
+            try:
+                for _ in range(poly.num_servers):
+                    self.servers.append(EnvServerProcess(config.env.env, config.env.num_envs))
+            except BaseException:
+                self._stop_servers()
+                raise
             addresses = [server.address for server in self.servers]
         num_connections = max(1, run.num_actors)
         connections = [addresses[i % len(addresses)] for i in range(num_connections)]
@@ -180,5 +198,8 @@ class PolySource:
         self.queue.close()
         self.inference.loaded.set()  # a batch waiting for first weights fails on the closed batcher
         self.inference.thread.join(timeout=5)
+        self._stop_servers()
+
+    def _stop_servers(self) -> None:
         for server in self.servers:
             server.stop()
