@@ -4,7 +4,8 @@
 
 Prints: BatchingQueue items/s (one producer, one consumer taking batches of 32); DynamicBatcher
 round trip with no model (1 caller; 32 callers filling one batch); env-server loopback round
-trip p50/p90 for one CartPole step and a 16-env batched step, beside the same local vector env
+trip p50/p90 for one CartPole step and a 16-env batched step (and the same round trip with an
+echo session that runs no env, i.e. the transport alone), beside the same local vector env
 stepped in-process and a multiprocessing.Pipe ping-pong between two Python processes. Figures
 only: nothing here asserts.
 """
@@ -108,13 +109,40 @@ def bench_pipe(seconds: float, num_envs: int) -> None:
     print(f"  baseline Pipe ping-pong     {percentiles_us(samples)}")
 
 
-def bench_env_server(seconds: float, num_envs: int) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "beast.poly.env_server", "--env", "CartPole-v1", "--num-envs", str(num_envs)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+class EchoSession:
+    """A session shaped like CartPole's (obs float32[K, 4]) whose step runs no env: it hands back
+    preallocated arrays, so the server round trip shows the transport cost alone."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        self.result = {"obs": np.zeros((num_envs, 4), np.float32), "reward": np.zeros(num_envs, np.float64),
+                       "terminated": np.zeros(num_envs, np.bool_), "truncated": np.zeros(num_envs, np.bool_)}
+
+    def spec(self) -> dict:
+        return {"observation_shape": (4,), "observation_dtype": np.dtype(np.float32), "action_shape": (),
+                "action_dtype": np.dtype(np.int64), "num_actions": 2, "num_envs": self.num_envs}
+
+    def reset(self, seed):
+        return {"obs": self.result["obs"]}
+
+    def step(self, action):
+        return self.result
+
+
+def serve_echo(num_envs: int) -> None:
+    """Child process: an EnvServer of EchoSessions; prints its address, serves until stdin closes."""
+    from beast.poly._core import EnvServer
+
+    server = EnvServer("127.0.0.1:0", lambda: EchoSession(num_envs))
+    print(server.address, flush=True)
+    sys.stdin.read()
+    server.close()
+
+
+def time_server(command: list[str], seconds: float, num_envs: int) -> list[float]:
+    server = subprocess.Popen(command, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     address = server.stdout.readline().strip()
     actions = np.zeros(num_envs, np.int64)
-    print(f"env step, CartPole-v1 x{num_envs}:")
     try:
         with EnvClient(address, timeout=10.0) as client:
             client.reset(seed=0)
@@ -123,10 +151,21 @@ def bench_env_server(seconds: float, num_envs: int) -> None:
                 t0 = time.perf_counter()
                 client.step(actions)
                 samples.append(time.perf_counter() - t0)
-        print(f"  env server loopback TCP     {percentiles_us(samples)}")
+        return samples
     finally:
         server.terminate()
         server.wait(10)
+
+
+def bench_env_server(seconds: float, num_envs: int) -> None:
+    print(f"env step, CartPole-v1 x{num_envs}:")
+    samples = time_server(
+        [sys.executable, "-m", "beast.poly.env_server", "--env", "CartPole-v1", "--num-envs", str(num_envs)],
+        seconds, num_envs)
+    print(f"  env server loopback TCP     {percentiles_us(samples)}")
+    samples = time_server([sys.executable, __file__, "--serve-echo", str(num_envs)], seconds, num_envs)
+    print(f"  bare server round trip      {percentiles_us(samples)}  (echo session, no env)")
+    actions = np.zeros(num_envs, np.int64)
     local = make_vector_env("CartPole-v1", num_envs)
     local.reset(seed=0)
     samples, end = [], time.perf_counter() + seconds
@@ -141,7 +180,16 @@ def bench_env_server(seconds: float, num_envs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    parser.add_argument("--serve-echo", type=int, metavar="K", help=argparse.SUPPRESS)  # internal: the echo server
+    parser.add_argument("--only-env-server", action="store_true", help="run only the env-server figures")
     args = parser.parse_args()
+    if args.serve_echo:
+        serve_echo(args.serve_echo)
+        return
+    if args.only_env_server:
+        bench_env_server(args.seconds, num_envs=1)
+        bench_env_server(args.seconds, num_envs=16)
+        return
     bench_batching_queue(args.seconds)
     bench_dynamic_batcher(args.seconds, callers=1)
     bench_dynamic_batcher(args.seconds, callers=32)

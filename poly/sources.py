@@ -124,6 +124,11 @@ class PolySource:
                  action_space: gym.Space, generation: int, log: Callable[[str], None]) -> None:
         run, poly = config.run, config.poly
         self.batch_size = run.batch_size
+        # Socket reads busy-poll briefly before blocking (csrc/net/socket.h): best latency for
+        # one client, but in training the spinning threads take cores from envs, inference and
+        # the learner (on 2 cores: ~80k instead of ~106k steps/s). Off unless asked for; set
+        # before the first read here and inherited by the env servers started below.
+        os.environ.setdefault("BEAST_NET_SPIN_US", "0")
         self.servers: list[EnvServerProcess] = []
         addresses = list(poly.server_addresses)
         if not addresses:

@@ -13,6 +13,7 @@
 // the formatted traceback (beast/poly/env_server.py builds the sessions).
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <pybind11/functional.h>
@@ -68,9 +69,21 @@ auto with_gil(Fn fn) {
   }
 }
 
+// The server makes and destroys each session on its connection thread, a
+// C++ thread with no Python thread state of its own. Left alone, every
+// gil_scoped_acquire there would create a PyThreadState and the matching
+// release destroy it again: a few microseconds of allocation and teardown per
+// reset/step. So the session pins the thread state for its lifetime (one
+// extra reference, taken on the thread that makes it and dropped in its
+// destructor on that same thread); each call then only takes and releases
+// the GIL.
 class PySession : public EnvSession {
  public:
-  explicit PySession(py::object session) : session_(std::move(session)) {}  // GIL held
+  explicit PySession(py::object session)  // GIL held, on the connection thread
+      : session_(std::move(session)), owner_(std::this_thread::get_id()) {
+    py::gil_scoped_acquire pin;
+    pin.inc_ref();  // outlives `pin`: released in the destructor
+  }
 
   ~PySession() override {
     py::gil_scoped_acquire gil;
@@ -80,6 +93,9 @@ class PySession : public EnvSession {
       e.discard_as_unraisable("beast env server: closing a session");
     }
     session_ = py::object();
+    // Drops the pin; `gil` going out of scope then frees the thread state.
+    // (On another thread the pinned state is not ours to touch: leave it.)
+    if (std::this_thread::get_id() == owner_) gil.dec_ref();
   }
 
   EnvSpec spec() override {
@@ -112,6 +128,7 @@ class PySession : public EnvSession {
 
  private:
   py::object session_;
+  const std::thread::id owner_;
 };
 
 // Owns the server; closes it with the GIL released, since its threads may be

@@ -11,8 +11,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -138,6 +140,9 @@ Socket& Socket::operator=(Socket&& other) noexcept {
   if (this != &other) {
     close();
     fd_ = std::exchange(other.fd_, -1);
+    buffer_ = std::move(other.buffer_);
+    buffer_begin_ = std::exchange(other.buffer_begin_, 0);
+    buffer_end_ = std::exchange(other.buffer_end_, 0);
   }
   return *this;
 }
@@ -197,17 +202,65 @@ void Socket::send_all(const void* data, std::size_t size) {
   }
 }
 
-void Socket::recv_all(void* data, std::size_t size, const Deadline& deadline, const char* what) {
-  auto* p = static_cast<char*>(data);
-  std::size_t got = 0;
-  while (got < size) {
+std::chrono::microseconds recv_spin() {
+  static const std::chrono::microseconds spin = [] {
+    const char* text = std::getenv("BEAST_NET_SPIN_US");
+    if (text == nullptr || *text == '\0') return std::chrono::microseconds(kDefaultRecvSpinMicros);
+    char* end = nullptr;
+    const long value = std::strtol(text, &end, 10);
+    if (*end != '\0' || value < 0) return std::chrono::microseconds(kDefaultRecvSpinMicros);
+    return std::chrono::microseconds(value);
+  }();
+  return spin;
+}
+
+ssize_t Socket::recv_some(void* data, std::size_t size, const Deadline& deadline, std::chrono::microseconds spin,
+                          const char* what, std::size_t got, std::size_t want) {
+  ssize_t n = -1;
+  errno = EAGAIN;
+  if (spin.count() > 0) {  // busy-poll first (see recv_all in socket.h), bounded by `spin` and the deadline
+    auto until = Clock::now() + spin;
+    if (deadline && *deadline < until) until = *deadline;
+    for (;;) {
+      n = ::recv(fd_, data, size, MSG_DONTWAIT);
+      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) || Clock::now() >= until) break;
+    }
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {  // nothing yet: block
     if (deadline && !wait_for(fd_, POLLIN, deadline)) {
       throw SocketTimeout(std::string("timed out waiting for ") + what + " (" + std::to_string(got) + " of " +
-                          std::to_string(size) + " bytes received)");
+                          std::to_string(want) + " bytes received)");
     }
-    const ssize_t n = ::recv(fd_, p + got, size - got, 0);
+    n = ::recv(fd_, data, size, 0);
+  }
+  return n;
+}
+
+void Socket::recv_all(void* data, std::size_t size, const Deadline& deadline, const char* what) {
+  auto* p = static_cast<char*>(data);
+  std::size_t got = std::min(size, buffer_end_ - buffer_begin_);  // read ahead last time
+  if (got > 0) {
+    std::memcpy(p, buffer_.get() + buffer_begin_, got);
+    buffer_begin_ += got;
+  }
+  const auto spin = recv_spin();
+  while (got < size) {
+    // Small reads fill the buffer (taking whatever else has come too); large
+    // ones go straight to `data`.
+    const bool buffered = size - got < kReadBufferBytes;
+    if (buffered && !buffer_) buffer_.reset(new char[kReadBufferBytes]);
+    const ssize_t n = buffered ? recv_some(buffer_.get(), kReadBufferBytes, deadline, spin, what, got, size)
+                               : recv_some(p + got, size - got, deadline, spin, what, got, size);
     if (n > 0) {
-      got += static_cast<std::size_t>(n);
+      if (buffered) {
+        const std::size_t take = std::min(size - got, static_cast<std::size_t>(n));
+        std::memcpy(p + got, buffer_.get(), take);
+        buffer_begin_ = take;
+        buffer_end_ = static_cast<std::size_t>(n);
+        got += take;
+      } else {
+        got += static_cast<std::size_t>(n);
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -226,6 +279,7 @@ void Socket::shutdown() {
 
 void Socket::close() {
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  buffer_begin_ = buffer_end_ = 0;
 }
 
 std::string Socket::peer_name() const {

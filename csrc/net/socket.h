@@ -21,11 +21,15 @@
 // it polls (the server's self-pipe). Sends never raise SIGPIPE.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <sys/types.h>
+#include <utility>
 
 #include "core/deadline.h"
 
@@ -53,6 +57,14 @@ class SocketTimeout : public SocketError {
   using SocketError::SocketError;
 };
 
+// How long recv_all busy-polls before blocking: BEAST_NET_SPIN_US (microseconds,
+// 0 turns spinning off) if set when first asked, else kDefaultRecvSpinMicros.
+// 100 us covers a CartPole step plus the round trip on a loopback (50 us
+// did not: the client then slept through most replies); each message costs
+// at most that much CPU spinning on each side.
+constexpr int kDefaultRecvSpinMicros = 100;
+std::chrono::microseconds recv_spin();
+
 struct Address {
   bool is_unix = false;
   std::string host;  // TCP only
@@ -69,7 +81,11 @@ class Socket {
   Socket() = default;
   explicit Socket(int fd) : fd_(fd) {}
   ~Socket() { close(); }
-  Socket(Socket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Socket(Socket&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)),
+        buffer_(std::move(other.buffer_)),
+        buffer_begin_(std::exchange(other.buffer_begin_, 0)),
+        buffer_end_(std::exchange(other.buffer_end_, 0)) {}
   Socket& operator=(Socket&& other) noexcept;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
@@ -84,6 +100,16 @@ class Socket {
   // Reads exactly `size` bytes, waiting until `deadline`. Throws
   // ConnectionClosed on EOF/reset, SocketTimeout when the deadline passes.
   // `what` names the thing being read, for the error message.
+  //
+  // Before it blocks, it busy-polls (non-blocking reads) for up to
+  // recv_spin(): a reply that comes within that time is read without the
+  // scheduler putting this thread to sleep and waking it again, which on a
+  // loopback round trip costs more than the message itself. The spin is
+  // bounded, so an idle connection still sleeps in poll/recv.
+  //
+  // Small reads go through a read buffer owned by the socket (a frame's
+  // header and its payload usually arrive in one recv, not two); bytes read
+  // ahead stay there for the next recv_all, so nothing is lost.
   void recv_all(void* data, std::size_t size, const Deadline& deadline, const char* what);
 
   // Wakes any thread blocked on this socket (its recv sees EOF) without
@@ -97,7 +123,16 @@ class Socket {
   std::string peer_name() const;
 
  private:
+  // One recv (after a bounded busy-poll, then blocking until `deadline`);
+  // returns what recv returned, errno set on -1. Throws SocketTimeout.
+  ssize_t recv_some(void* data, std::size_t size, const Deadline& deadline, std::chrono::microseconds spin,
+                    const char* what, std::size_t got, std::size_t want);
+
+  static constexpr std::size_t kReadBufferBytes = 16 << 10;
   int fd_ = -1;
+  std::unique_ptr<char[]> buffer_;  // read-ahead; allocated on the first read
+  std::size_t buffer_begin_ = 0;    // unread bytes are [begin, end)
+  std::size_t buffer_end_ = 0;
 };
 
 class Listener {

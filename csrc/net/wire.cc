@@ -22,28 +22,39 @@ T get(const std::uint8_t* p) {
   return value;
 }
 
-// Reads from a payload, refusing to run past its end.
+// Reads from a payload, refusing to run past its end. `what` names the thing
+// read, for the error message: a string, or a callable making one, so the
+// message is only built when the read fails (frames are decoded per step).
 class Reader {
  public:
   Reader(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
 
-  const std::uint8_t* take(std::uint64_t n, const std::string& what) {
+  template <typename What>
+  const std::uint8_t* take(std::uint64_t n, const What& what) {
     if (n > size_ - pos_) {
-      throw ProtocolError(what + " runs past the end of the payload (needs " + std::to_string(n) + " bytes at offset " +
-                          std::to_string(pos_) + ", payload is " + std::to_string(size_) + " bytes)");
+      throw ProtocolError(text(what) + " runs past the end of the payload (needs " + std::to_string(n) +
+                          " bytes at offset " + std::to_string(pos_) + ", payload is " + std::to_string(size_) +
+                          " bytes)");
     }
     const std::uint8_t* p = data_ + pos_;
     pos_ += static_cast<std::size_t>(n);
     return p;
   }
-  template <typename T>
-  T read(const std::string& what) {
+  template <typename T, typename What>
+  T read(const What& what) {
     return get<T>(take(sizeof(T), what));
   }
   std::size_t left() const { return size_ - pos_; }
   std::size_t pos() const { return pos_; }
 
  private:
+  static std::string text(const char* what) { return what; }
+  static std::string text(const std::string& what) { return what; }
+  template <typename Fn>
+  static std::string text(const Fn& what) {
+    return what();
+  }
+
   const std::uint8_t* data_;
   std::size_t size_;
   std::size_t pos_ = 0;
@@ -101,7 +112,11 @@ std::vector<std::uint8_t> encode_frame(FrameType type, const ArrayMap& arrays) {
   // Array bytes are memcpy'd as they are in memory; the format is little-endian.
   static const bool little = is_little_endian();
   if (!little) throw std::logic_error("encode_frame: big-endian hosts are not supported");
-  std::vector<std::uint8_t> out(kFrameHeaderBytes);
+  std::size_t total = kFrameHeaderBytes + 4;  // one allocation, not a regrowth per few arrays
+  for (const auto& [name, array] : arrays) total += 2 + name.size() + 2 + 8 * array.shape().size() + 8 + array.nbytes();
+  std::vector<std::uint8_t> out;
+  out.reserve(total);
+  out.resize(kFrameHeaderBytes);
   put<std::uint32_t>(out, static_cast<std::uint32_t>(arrays.size()));
   for (const auto& [name, array] : arrays) {
     if (name.empty() || name.size() > kMaxNameBytes) {
@@ -159,44 +174,44 @@ ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length) {
   const auto count = r.read<std::uint32_t>("array count");
   ArrayMap arrays;
   for (std::uint32_t i = 0; i < count; ++i) {
-    const std::string which = "array " + std::to_string(i);
-    const auto name_len = r.read<std::uint16_t>(which + " name length");
+    const auto which = [i] { return "array " + std::to_string(i); };
+    const auto name_len = r.read<std::uint16_t>([&] { return which() + " name length"; });
     if (name_len == 0 || name_len > kMaxNameBytes) {
-      throw ProtocolError(which + ": name length " + std::to_string(name_len) + " (allowed 1.." +
+      throw ProtocolError(which() + ": name length " + std::to_string(name_len) + " (allowed 1.." +
                           std::to_string(kMaxNameBytes) + ")");
     }
-    const auto* name_bytes = r.take(name_len, which + " name");
+    const auto* name_bytes = r.take(name_len, [&] { return which() + " name"; });
     std::string name(reinterpret_cast<const char*>(name_bytes), name_len);
-    const std::string where = which + " '" + name + "'";
-    if (arrays.count(name) != 0) throw ProtocolError(where + ": duplicate name");
+    const auto where = [&] { return which() + " '" + name + "'"; };
+    if (arrays.count(name) != 0) throw ProtocolError(where() + ": duplicate name");
     const DType dtype = [&] {
-      const auto code = r.read<std::uint8_t>(where + " dtype code");
+      const auto code = r.read<std::uint8_t>([&] { return where() + " dtype code"; });
       try {
         return dtype_from_code(code);
       } catch (const ProtocolError& e) {
-        throw ProtocolError(where + ": " + e.what());
+        throw ProtocolError(where() + ": " + e.what());
       }
     }();
-    const auto ndim = r.read<std::uint8_t>(where + " ndim");
+    const auto ndim = r.read<std::uint8_t>([&] { return where() + " ndim"; });
     if (ndim > kMaxNdim) {
-      throw ProtocolError(where + ": ndim " + std::to_string(ndim) + " exceeds the limit " + std::to_string(kMaxNdim));
+      throw ProtocolError(where() + ": ndim " + std::to_string(ndim) + " exceeds the limit " + std::to_string(kMaxNdim));
     }
     Shape shape;
     std::uint64_t expected = itemsize(dtype);
     bool overflow = false;
     for (std::uint8_t d = 0; d < ndim; ++d) {
-      const auto dim = r.read<std::uint64_t>(where + " dims");
+      const auto dim = r.read<std::uint64_t>([&] { return where() + " dims"; });
       if (dim > static_cast<std::uint64_t>(INT64_MAX)) overflow = true;
       overflow = overflow || __builtin_mul_overflow(expected, dim, &expected);
       shape.push_back(static_cast<std::int64_t>(dim));
     }
-    const auto nbytes = r.read<std::uint64_t>(where + " byte length");
+    const auto nbytes = r.read<std::uint64_t>([&] { return where() + " byte length"; });
     if (overflow || nbytes != expected) {
-      throw ProtocolError(where + ": shape " + shape_string(shape) + " of " + dtype_name(dtype) + " needs " +
+      throw ProtocolError(where() + ": shape " + shape_string(shape) + " of " + dtype_name(dtype) + " needs " +
                           (overflow ? std::string("more than 2^64") : std::to_string(expected)) +
                           " bytes, but the byte length says " + std::to_string(nbytes));
     }
-    const auto* bytes = r.take(nbytes, where + " data");
+    const auto* bytes = r.take(nbytes, [&] { return where() + " data"; });
     Array array = Array::empty(dtype, std::move(shape));
     if (nbytes > 0) std::memcpy(array.data(), bytes, nbytes);
     arrays.emplace(std::move(name), std::move(array));
