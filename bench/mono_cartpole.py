@@ -72,6 +72,23 @@ def run_mono(flags: list[str], run_dir: Path, module: str = "beast.mono"
     return elapsed, read_rows(run_dir), result.stderr
 
 
+def median_solve_time(label: str, module: str, flags: list[str], seeds: int, tmp: Path) -> float:
+    """Wall time from launch to a mean-100 return >= 475 for each seed (the default recipe and
+    its 1M-step budget); prints each run and returns the median (inf for unsolved runs)."""
+    times = []
+    for seed in range(seeds):
+        elapsed, rows, stderr = run_mono(
+            [*flags, "--target-return", "475", "--seed", str(seed), "--log-seconds", "1"],
+            tmp / f"solve-{label}-{seed}", module)
+        solved = ">= 475" in stderr
+        times.append(elapsed if solved else float("inf"))
+        print(f"(c) {label:8s} seed {seed}: {'solved' if solved else 'NOT solved'} in "
+              f"{elapsed:.1f} s wall from launch, {rows[-1]['env_steps']:,.0f} steps")
+    median = statistics.median(times)
+    print(f"(c) {label:8s} median wall time to mean-100 return >= 475: {median:.1f} s")
+    return median
+
+
 def training_sps(rows: list[dict[str, float]]) -> float:
     """Steps/s between the first and last log rows (startup excluded)."""
     first, last = rows[0], rows[-1]
@@ -99,18 +116,7 @@ def main() -> None:
             print(f"(b) MonoBeast {mode:8s} steps/s with learning: {sps:,.0f}  "
                   f"(b)/(a) = {sps / limit:.2f}")
         for mode in args.modes:
-            times = []
-            for seed in range(args.seeds):
-                elapsed, rows, stderr = run_mono(
-                    [*MODE_FLAGS[mode], "--target-return", "475", "--seed", str(seed),
-                     "--log-seconds", "1"],  # the default recipe and its 1M-step budget
-                    Path(tmp) / f"solve-{mode}-{seed}")
-                solved = ">= 475" in stderr
-                times.append(elapsed if solved else float("inf"))
-                print(f"(c) {mode:8s} seed {seed}: {'solved' if solved else 'NOT solved'} in "
-                      f"{elapsed:.1f} s wall from launch, {rows[-1]['env_steps']:,.0f} steps")
-            print(f"(c) {mode:8s} median wall time to mean-100 return >= 475: "
-                  f"{statistics.median(times):.1f} s")
+            median_solve_time(mode, "beast.mono", MODE_FLAGS[mode], args.seeds, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ both, over several seeds.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
-from mono_cartpole import run_mono, training_sps  # same folder: shared measurement helpers
+from mono_cartpole import median_solve_time, run_mono, training_sps  # same folder's helpers
 
 
 def main() -> None:
@@ -38,17 +37,7 @@ def main() -> None:
             print(f"{name}Beast steps/s with learning: {sps[name]:,.0f}")
         print(f"PolyBeast / MonoBeast: {sps['poly'] / sps['mono']:.2f}")
         for name, (module, *flags) in runtimes.items():
-            times = []
-            for seed in range(args.seeds):
-                elapsed, rows, stderr = run_mono(
-                    [*flags, "--target-return", "475", "--seed", str(seed), "--log-seconds", "1"],
-                    Path(tmp) / f"solve-{name}-{seed}", module)
-                solved = ">= 475" in stderr
-                times.append(elapsed if solved else float("inf"))
-                print(f"{name} seed {seed}: {'solved' if solved else 'NOT solved'} in "
-                      f"{elapsed:.1f} s wall from launch, {rows[-1]['env_steps']:,.0f} steps")
-            print(f"{name} median wall time to mean-100 return >= 475: "
-                  f"{statistics.median(times):.1f} s")
+            median_solve_time(name, module, flags, args.seeds, Path(tmp))
 
 
 if __name__ == "__main__":
