@@ -26,7 +26,8 @@ from beast.rollout import RolloutSpec, stack_slots
 from beast.mono.actor import UnrollWorker, actor_main, actor_seed
 from beast.mono.runtime import ActorPool, forkserver_context
 from beast.mono.shared import SharedRollouts, SharedWeights, SyncBoard
-from beast.mono.sync import ActorSync, make_controller
+from beast.mono.sync import ActorSync
+from beast.sync import controller_from_config
 
 
 def _as_tensors(arrays: dict) -> dict[str, torch.Tensor]:
@@ -85,7 +86,7 @@ class ProcessSource:
                                               run.unroll_length, config.env.num_envs)
         self.weights = SharedWeights.create(model)
         self.board = SyncBoard.create(run.num_actors)
-        self.sync = ActorSync(make_controller(config.sync, run.num_actors), self.board,
+        self.sync = ActorSync(controller_from_config(config.sync, run.num_actors), self.board,
                               run.slots_per_actor, weight_bytes=4 * self.weights.handle.size)
         context = forkserver_context()
 

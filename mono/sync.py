@@ -9,28 +9,10 @@ actor to copy at its next unroll boundary.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from beast.config import SyncConfig
 from beast.learner import Learner
-from beast.sync import APSController, SyncTrigger, controller_from_config, sync_metrics
+from beast.sync import APSController, SyncTrigger, kl_per_slot, sync_metrics
 from beast.mono.shared import SyncBoard
-
-
-def make_controller(config: SyncConfig, num_actors: int) -> APSController:
-    return controller_from_config(config.sync, num_actors, config.sync_period, config.aps_delta,
-                                  config.aps_max_lag, config.aps_max_seconds,
-                                  config.aps_target_rate)
-
-
-def kl_per_slot(kl: torch.Tensor, valid: torch.Tensor, num_slots: int) -> list[float]:
-    """Mean KL over the valid steps of each slot of a [T, num_slots * K] batch (clamped at 0:
-    float rounding can make the KL of nearly equal policies a hair negative)."""
-    time_steps = kl.shape[0]
-    kl = kl.reshape(time_steps, num_slots, -1)
-    valid = valid.reshape(time_steps, num_slots, -1)
-    total = torch.where(valid, kl, 0.0).sum(dim=(0, 2))
-    return (total / valid.sum(dim=(0, 2)).clamp(min=1)).clamp(min=0.0).tolist()
 
 
 class ActorSync:

@@ -37,7 +37,7 @@ from torch import nn
 from beast.config import Config
 from beast.learner import Learner
 from beast.models import sample_actions
-from beast.sync import controller_from_config, sync_metrics
+from beast.sync import controller_from_config, kl_per_slot, sync_metrics
 from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
 
 
@@ -147,9 +147,7 @@ class PolySource:
         self.batcher = DynamicBatcher(max_pending=num_connections)
         self.inference = InferenceThread(copy.deepcopy(model).cpu(), self.batcher,
                                          seed=run.seed * 7919 + generation)
-        self.controller = controller_from_config(
-            config.sync.sync, 1, config.sync.sync_period, config.sync.aps_delta,
-            config.sync.aps_max_lag, config.sync.aps_max_seconds, config.sync.aps_target_rate)
+        self.controller = controller_from_config(config.sync, 1)  # one policy copy to sync
         self._syncs = 0
         self._logged = (0, 0)  # syncs and learner steps at the previous log row
         self._weight_bytes = 4 * sum(p.numel() for p in model.parameters())
@@ -177,10 +175,9 @@ class PolySource:
         """Copy the learner's weights to the inference model when the controller says so."""
         now = time.monotonic()
         if self._last_batch is not None and learner.last_kl is not None:
-            valid = learner.last_valid
-            drift = float(torch.where(valid, learner.last_kl, 0.0).sum() / valid.sum().clamp(min=1))
+            drift = kl_per_slot(learner.last_kl, learner.last_valid, 1)[0]
             behaviour = int(self._last_batch["policy_version"][1:].min())
-            self.controller.observe(0, max(drift, 0.0), learner.version - 1, behaviour)
+            self.controller.observe(0, drift, learner.version - 1, behaviour)
             self.controller.on_learner_step()
             self._last_batch = None
         trigger = self.controller.decide(0, learner.version, self.inference.version, now)

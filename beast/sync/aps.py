@@ -28,6 +28,10 @@ import dataclasses
 import enum
 import math
 
+import torch
+
+from beast.config import SyncConfig
+
 
 class SyncTrigger(str, enum.Enum):
     """Why an actor synced; the first condition that held is recorded."""
@@ -153,20 +157,25 @@ class APSController:
         self.delta = min(max(self.delta, self.DELTA_RANGE[0]), self.DELTA_RANGE[1])
 
 
-def controller_from_config(sync: str, num_actors: int, sync_period: int = 16,
-                           delta: float = 0.01, max_lag: int = 32,
-                           max_seconds: float | None = None,
-                           target_rate: float | None = None) -> APSController:
+def controller_from_config(config: SyncConfig, num_actors: int) -> APSController:
     """The controller for a sync mode. every-step and periodic are its degenerate settings
     (delta = inf with max_lag 1 or N), so all modes are counted and logged the same way."""
-    if sync == "every-step":
+    if config.sync == "every-step":
         return APSController(num_actors, delta=math.inf, max_lag=1)
-    if sync == "periodic":
-        return APSController(num_actors, delta=math.inf, max_lag=sync_period)
-    if sync == "aps":
-        return APSController(num_actors, delta=delta, max_lag=max_lag, max_seconds=max_seconds,
-                             target_rate=target_rate)
-    raise ValueError(f"unknown sync mode {sync!r}: every-step, periodic or aps")
+    if config.sync == "periodic":
+        return APSController(num_actors, delta=math.inf, max_lag=config.sync_period)
+    return APSController(num_actors, delta=config.aps_delta, max_lag=config.aps_max_lag,
+                         max_seconds=config.aps_max_seconds, target_rate=config.aps_target_rate)
+
+
+def kl_per_slot(kl: torch.Tensor, valid: torch.Tensor, num_slots: int) -> list[float]:
+    """Mean KL over the valid steps of each slot of a [T, num_slots * K] batch (clamped at 0:
+    float rounding can make the KL of nearly equal policies a hair negative)."""
+    time_steps = kl.shape[0]
+    kl = kl.reshape(time_steps, num_slots, -1)
+    valid = valid.reshape(time_steps, num_slots, -1)
+    total = torch.where(valid, kl, 0.0).sum(dim=(0, 2))
+    return (total / valid.sum(dim=(0, 2)).clamp(min=1)).clamp(min=0.0).tolist()
 
 
 def sync_metrics(controller: APSController, syncs: int, bytes_per_sync: int,

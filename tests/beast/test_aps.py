@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from beast.sync import APSController, SyncTrigger
-from beast.mono.sync import kl_per_slot
+from beast.sync import APSController, SyncTrigger, kl_per_slot
 
 
 def simulate(controller: APSController, steps: int, kl_per_version: float = 0.0,
