@@ -15,6 +15,8 @@ import importlib
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from beast.envs.single import SingleEnvVector
+
 
 class UnknownEnvError(ValueError):
     """The environment id is not registered with Gymnasium."""
@@ -46,9 +48,15 @@ def resolve_env_id(env_id: str) -> str:
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` as one vector env (native vectorised if the id has one).
 
-    Seed it with `env.reset(seed=s)`: environment i then gets seed s + i.
+    Seed it with `env.reset(seed=s)`: environment i then gets seed s + i. A single env with
+    array observations comes as a SingleEnvVector, the cheapest wrapper with the same semantics.
     """
     name = resolve_env_id(env_id)
+    if num_envs == 1:
+        env = gym.make(name)
+        if isinstance(env.observation_space, gym.spaces.Box):
+            return SingleEnvVector(env)
+        env.close()
     spec = gym.spec(name)
     mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     env = gym.make_vec(name, num_envs=num_envs, vectorization_mode=mode)

@@ -1,0 +1,54 @@
+"""Env adapters: every way Beast builds a vector env keeps SyncVectorEnv's step semantics."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import tests.envs.counting_env  # noqa: F401  (registers the counting envs)
+from beast.envs import make_vector_env
+from beast.envs.single import SingleEnvVector
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "CountingTruncated-v0", "Counting-v0"])
+def test_single_env_vector_matches_sync_vector_env(env_id: str) -> None:
+    """Same seed, same actions → the same arrays, dtypes included, across resets and truncations."""
+    single = make_vector_env(env_id, 1)
+    assert isinstance(single, SingleEnvVector)
+    reference = gym.make_vec(env_id, num_envs=1, vectorization_mode="sync")
+    assert single.single_observation_space == reference.single_observation_space
+    assert single.observation_space == reference.observation_space
+    assert single.action_space == reference.action_space
+
+    obs, _ = single.reset(seed=3)
+    ref_obs, _ = reference.reset(seed=3)
+    np.testing.assert_array_equal(obs, ref_obs)
+    actions = np.random.default_rng(0).integers(0, single.single_action_space.n, (300, 1))
+    ends = 0
+    for action in actions:
+        got = single.step(action)[:4]
+        want = reference.step(action)[:4]
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+        ends += int(got[2][0] or got[3][0])
+    assert ends >= 3  # the comparison crossed several episode boundaries
+    single.close()
+    reference.close()
+
+
+def test_single_env_vector_returns_its_own_copy() -> None:
+    env = make_vector_env("Counting-v0", 1)
+    first, _ = env.reset(seed=0)
+    kept = first.copy()
+    env.step(np.array([0]))
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_other_observation_spaces_use_sync_vector_env() -> None:
+    """Spaces the adapter does not handle still get a correct vector env."""
+    env = make_vector_env("Blackjack-v1", 1)  # a Tuple observation space
+    assert not isinstance(env, SingleEnvVector)
+    assert env.num_envs == 1
+    env.close()
