@@ -55,7 +55,16 @@ class ModelConfig:
     """Hidden-layer nonlinearity: tanh or relu."""
 
     shared_torso: bool = False
-    """One torso for policy and value (fewer FLOPs) instead of two towers (steadier learning)."""
+    """One torso for policy and value (fewer FLOPs) instead of two towers (steadier learning).
+    Image torsos and recurrent models always share theirs."""
+
+    torso: str = "auto"
+    """auto (MLP for flat observations; for images the Nature CNN, or the IMPALA ResNet on
+    frames under 36x36 such as MinAtar), mlp, nature or resnet."""
+
+    use_lstm: bool = False
+    """Add an LSTM core after the torso; its state is reset where episodes end and carried in
+    the rollout (`core_state`), the same way in actors, learner and --eval."""
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -64,6 +73,8 @@ class ModelConfig:
                f"--hidden-sizes must be positive widths (got {self.hidden_sizes})")
         _check(self.activation in ("tanh", "relu"),
                f"--activation must be tanh or relu (got {self.activation!r})")
+        _check(self.torso in ("auto", "mlp", "nature", "resnet"),
+               f"--torso must be auto, mlp, nature or resnet (got {self.torso!r})")
 
 
 @dataclasses.dataclass
@@ -89,6 +100,10 @@ class LossConfig:
     vtrace_lambda: float = 1.0
     """V-trace lambda (1 = the paper's estimator; lower mixes in shorter returns)."""
 
+    reward_clip: str = "none"
+    """Rewards as the learner sees them: none, abs_one (clamp to [-1, 1]; the usual Atari
+    setting) or soft (5*tanh(r/5)). Reported episode returns stay the true game returns."""
+
     reduction: str = "mean"
     """How loss terms reduce over time and batch: mean (default; the scale is independent of
     T and B so learning rates transfer) or sum (TorchBeast's scale)."""
@@ -101,6 +116,8 @@ class LossConfig:
             _check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0")
         _check(0.0 <= self.vtrace_lambda <= 1.0, "--vtrace-lambda must be in [0, 1]")
         _check(self.reduction in ("mean", "sum"), "--reduction must be mean or sum")
+        _check(self.reward_clip in ("none", "abs_one", "soft"),
+               f"--reward-clip must be none, abs_one or soft (got {self.reward_clip!r})")
 
 
 @dataclasses.dataclass

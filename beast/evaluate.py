@@ -26,9 +26,15 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[floa
     obs, _ = envs.reset(seed=seed)
     running = np.zeros(envs.num_envs)
     ended = np.zeros(envs.num_envs, bool)
+    core_state = model.initial_state(envs.num_envs)  # carried and cleared as in the actors
     returns: list[float] = []
     while len(returns) < episodes:
-        actions = sample_actions(model(torch.from_numpy(obs)).policy_logits, generator)
+        if core_state is None:
+            logits = model(torch.from_numpy(obs)).policy_logits
+        else:
+            output = model(torch.from_numpy(obs)[None], core_state, torch.from_numpy(ended)[None])
+            logits, core_state = output.policy_logits[0], output.core_state
+        actions = sample_actions(logits, generator)
         obs, reward, terminated, truncated, _ = envs.step(actions.numpy())
         running = np.where(ended, 0.0, running + reward)  # next-step autoreset: reset step
         ended = terminated | truncated

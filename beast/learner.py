@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from beast.algo.losses import categorical_kl, impala_loss
+from beast.algo.losses import categorical_kl, clip_rewards, impala_loss
 from beast.config import LossConfig, OptimConfig
 
 
@@ -63,7 +63,11 @@ class Learner:
         """One optimiser step on a [T+1, B] batch; returns scalar metrics."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         cfg = self.loss_config
-        output = self.model(batch["obs"])
+        # A recurrent model replays the unroll from the state its actor had at step 0; the
+        # steps' own end flags clear the state where episodes end (beast.models.core).
+        done = batch["terminated"] | batch["truncated"]
+        core_state = batch["core_state"][0] if "core_state" in batch else None
+        output = self.model(batch["obs"], core_state, done)
         terminated_next = batch["terminated"][1:]
         # With next-step autoreset the action taken at a final observation is ignored by the
         # env, so transition t is real only if o_t did not end an episode.
@@ -76,7 +80,7 @@ class Learner:
             actions=batch["action"][:-1],
             values=output.baseline[:-1],
             bootstrap_value=output.baseline[-1].detach(),
-            rewards=batch["reward"][1:],
+            rewards=clip_rewards(batch["reward"][1:], cfg.reward_clip),
             discounts=cfg.discount * (~terminated_next).float(),
             valid=valid,
             baseline_cost=cfg.baseline_cost,

@@ -3,8 +3,9 @@
 Both runtimes store unrolls as dicts of arrays shaped [T+1, B, *shape] (time-major; step 0
 repeats the last step of the previous unroll). Entry t holds the observation o_t with the
 reward / terminated / truncated of the transition that produced it, and the agent's output at
-o_t (action a_t, its logits and baseline, and the policy version that chose it). So the
-learner's transition t is (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}).
+o_t (action a_t, its logits and baseline, the policy version that chose it and, for a
+recurrent model, the core state it acted from). So the learner's transition t is
+(o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}).
 
 Buffers start poisoned (NaN for floats, -1 for integers) so reading a step nobody wrote shows.
 """
@@ -46,7 +47,9 @@ class RolloutSpec:
     fields: dict[str, FieldSpec]
 
     @classmethod
-    def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> "RolloutSpec":
+    def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space,
+                    core_state_shape: tuple[int, ...] | None = None) -> RolloutSpec:
+        """`core_state_shape`: the model's (beast.models.core), or None for feed-forward models."""
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"rollouts support Discrete actions today, got {action_space}")
         num_actions = int(action_space.n)
@@ -63,6 +66,8 @@ class RolloutSpec:
             "baseline": FieldSpec((), f32),
             "policy_version": FieldSpec((), i64),
         }
+        if core_state_shape is not None:
+            fields["core_state"] = FieldSpec(tuple(core_state_shape), f32)
         return cls(fields)
 
     def allocate(self, leading: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -54,14 +54,25 @@ class UnrollWorker:
             "episode_step": np.zeros(k, np.int32),
         }
         self.agent: dict[str, np.ndarray] | None = None
+        self.core_state = model.initial_state(k)  # entering the current step; None if stateless
 
     @torch.inference_mode()
     def _act(self, version: int) -> dict[str, np.ndarray]:
-        output = self.model(torch.from_numpy(self.step["obs"]))
-        action = sample_actions(output.policy_logits, self.generator)
-        return {"action": action.numpy(), "policy_logits": output.policy_logits.numpy(),
-                "baseline": output.baseline.numpy(),
-                "policy_version": np.full(action.shape, version, np.int64)}
+        obs = torch.from_numpy(self.step["obs"])
+        if self.core_state is None:
+            output = self.model(obs)
+            logits, baseline = output.policy_logits, output.baseline
+            recurrent = {}
+        else:  # one time step; the state after it is cleared where o_t ends an episode
+            done = torch.from_numpy(self.step["terminated"] | self.step["truncated"])
+            output = self.model(obs[None], self.core_state, done[None])
+            logits, baseline = output.policy_logits[0], output.baseline[0]
+            recurrent = {"core_state": self.core_state.numpy()}
+            self.core_state = output.core_state
+        action = sample_actions(logits, self.generator)
+        return {"action": action.numpy(), "policy_logits": logits.numpy(),
+                "baseline": baseline.numpy(),
+                "policy_version": np.full(action.shape, version, np.int64), **recurrent}
 
     def _env_step(self, action: np.ndarray) -> None:
         previous = self.step

@@ -48,7 +48,7 @@ class SerialSource:
         envs = make_vector_env(config.env.env, config.env.num_envs)
         self.worker = UnrollWorker(envs, self.model, config.run.unroll_length,
                                    actor_seed(config.run.seed, 0, generation))
-        spec = RolloutSpec.from_spaces(observation_space, action_space)
+        spec = RolloutSpec.from_spaces(observation_space, action_space, model.core_state_shape)
         self.slots = spec.allocate((config.run.batch_size, config.run.unroll_length + 1,
                                     config.env.num_envs))
         self.version = 0
@@ -81,7 +81,7 @@ class ProcessSource:
                  action_space: gym.Space, generation: int, log: Callable[[str], None]) -> None:
         run = config.run
         self.batch_size = run.batch_size
-        spec = RolloutSpec.from_spaces(observation_space, action_space)
+        spec = RolloutSpec.from_spaces(observation_space, action_space, model.core_state_shape)
         self.rollouts = SharedRollouts.create(spec, run.num_actors * run.slots_per_actor,
                                               run.unroll_length, config.env.num_envs)
         self.weights = SharedWeights.create(model)

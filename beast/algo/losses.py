@@ -156,3 +156,23 @@ def impala_loss(
     total = pg + baseline_cost * baseline + entropy_cost * entropy
     return ImpalaLoss(total=total, pg_loss=pg, baseline_loss=baseline, entropy_loss=entropy,
                       vs=vtrace.vs, pg_advantages=vtrace.pg_advantages, log_rhos=vtrace.log_rhos)
+
+
+REWARD_CLIPS = ("none", "abs_one", "soft")
+SOFT_CLIP_SCALE = 5.0
+
+
+def clip_rewards(rewards: torch.Tensor, mode: str) -> torch.Tensor:
+    """Rewards as the learner sees them; episode returns are reported unclipped.
+
+    abs_one: clamp to [-1, 1] (the DQN/IMPALA Atari recipe: one learning rate for every game).
+    soft: 5·tanh(r/5), smooth and bounded by ±5, so small rewards pass nearly unchanged while
+    rare large ones cannot dominate a batch. none: as the env gave them.
+    """
+    if mode == "none":
+        return rewards
+    if mode == "abs_one":
+        return rewards.clamp(-1.0, 1.0)
+    if mode == "soft":
+        return SOFT_CLIP_SCALE * torch.tanh(rewards / SOFT_CLIP_SCALE)
+    raise ValueError(f"reward clip must be one of {REWARD_CLIPS} (got {mode!r})")

@@ -7,19 +7,12 @@ code serves CartPole, Acrobot or any Box-observation / Discrete-action task.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import gymnasium as gym
 import torch
 from torch import nn
 
-
-class AgentOutput(NamedTuple):
-    """What a policy-value model returns for observations of shape [*lead, *obs_shape]."""
-
-    policy_logits: torch.Tensor  # [*lead, num_actions]
-    baseline: torch.Tensor  # [*lead]
-
+from beast.models.agent import AgentOutput, linear_head
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -35,11 +28,18 @@ def _mlp(width: int, hidden_sizes: tuple[int, ...], activation: str) -> nn.Seque
     return nn.Sequential(*layers)
 
 
-def _head(width: int, outputs: int, gain: float) -> nn.Linear:
-    linear = nn.Linear(width, outputs)
-    nn.init.orthogonal_(linear.weight, gain=gain)
-    nn.init.zeros_(linear.bias)
-    return linear
+class MLPTorso(nn.Module):
+    """[N, *obs_shape] → [N, hidden_sizes[-1]]: the MLP as the torso of a recurrent model."""
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden_sizes: tuple[int, ...],
+                 activation: str) -> None:
+        super().__init__()
+        self.obs_size = math.prod(obs_shape)
+        self.layers = _mlp(self.obs_size, hidden_sizes, activation)
+        self.feature_size = hidden_sizes[-1]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.layers(obs.reshape(obs.shape[0], self.obs_size).float())
 
 
 class PolicyValueMLP(nn.Module):
@@ -61,8 +61,8 @@ class PolicyValueMLP(nn.Module):
         self.policy_torso = _mlp(self.obs_size, hidden_sizes, activation)
         self.value_torso = (self.policy_torso if shared_torso
                             else _mlp(self.obs_size, hidden_sizes, activation))
-        self.policy = _head(width, num_actions, gain=0.01)
-        self.baseline = _head(width, 1, gain=1.0)
+        self.policy = linear_head(width, num_actions, gain=0.01)
+        self.baseline = linear_head(width, 1, gain=1.0)
 
     @classmethod
     def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space,
@@ -75,7 +75,14 @@ class PolicyValueMLP(nn.Module):
         return cls(observation_space.shape, int(action_space.n), hidden_sizes, activation,
                    shared_torso)
 
-    def forward(self, obs: torch.Tensor) -> AgentOutput:
+    core_state_shape = None  # feed-forward
+
+    def initial_state(self, batch_size: int) -> None:
+        return None
+
+    def forward(self, obs: torch.Tensor, core_state: torch.Tensor | None = None,
+                done: torch.Tensor | None = None) -> AgentOutput:
+        """`core_state` and `done` are accepted (and ignored) so every model is called alike."""
         lead = obs.shape[: obs.dim() - len(self.obs_shape)]
         flat = obs.reshape(*lead, self.obs_size).float()
         policy_hidden = self.policy_torso(flat)

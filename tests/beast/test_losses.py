@@ -244,3 +244,18 @@ def test_impala_loss_shape_errors_name_the_argument() -> None:
         impala(d | {"values": d["values"][:, :2]})
     with pytest.raises(ValueError, match="rewards"):
         impala(d | {"rewards": d["rewards"][1:]})
+
+
+def test_reward_clipping_modes_against_scalar_reference() -> None:
+    from beast.algo import clip_rewards
+
+    rewards = torch.tensor([-30.0, -1.5, -0.2, 0.0, 0.4, 1.0, 7.0, 100.0])
+    reference = {
+        "none": list(rewards.tolist()),
+        "abs_one": [max(-1.0, min(1.0, r)) for r in rewards.tolist()],
+        "soft": [5.0 * math.tanh(r / 5.0) for r in rewards.tolist()],
+    }
+    for mode, want in reference.items():
+        torch.testing.assert_close(clip_rewards(rewards, mode), torch.tensor(want))
+    with pytest.raises(ValueError, match="reward clip"):
+        clip_rewards(rewards, "sign")

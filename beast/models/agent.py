@@ -1,0 +1,71 @@
+"""The agent network shape every Beast model follows: torso → optional LSTM core → two heads.
+
+`forward(obs, core_state=None, done=None)` takes observations `[*lead, *obs_shape]`. A
+feed-forward model accepts any leading dims and ignores the state; a recurrent one needs
+`[T, B, ...]` observations, the state entering step 0 and the steps' `done` flags (see
+beast.models.core for the convention), and returns the state entering step T.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from beast.models.core import LSTMCore
+
+
+class AgentOutput(NamedTuple):
+    """What a policy-value model returns for observations of shape [*lead, *obs_shape]."""
+
+    policy_logits: torch.Tensor  # [*lead, num_actions]
+    baseline: torch.Tensor  # [*lead]
+    core_state: torch.Tensor | None = None  # [B, *core_state_shape]; None when feed-forward
+
+
+def linear_head(width: int, outputs: int, gain: float) -> nn.Linear:
+    """An orthogonally initialised output layer (small gain: near-uniform initial policy)."""
+    linear = nn.Linear(width, outputs)
+    nn.init.orthogonal_(linear.weight, gain=gain)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+class PolicyValueNet(nn.Module):
+    """A shared torso (features of size `feature_size`), an optional LSTM, policy and value heads."""
+
+    def __init__(self, torso: nn.Module, feature_size: int, obs_shape: tuple[int, ...],
+                 num_actions: int, lstm_size: int = 0) -> None:
+        super().__init__()
+        self.obs_shape = tuple(obs_shape)
+        self.num_actions = num_actions
+        self.torso = torso
+        self.core = LSTMCore(feature_size, lstm_size) if lstm_size > 0 else None
+        width = lstm_size or feature_size
+        self.policy = linear_head(width, num_actions, gain=0.01)
+        self.baseline = linear_head(width, 1, gain=1.0)
+
+    @property
+    def core_state_shape(self) -> tuple[int, ...] | None:
+        return self.core.state_shape if self.core is not None else None
+
+    def initial_state(self, batch_size: int) -> torch.Tensor | None:
+        return self.core.initial_state(batch_size) if self.core is not None else None
+
+    def forward(self, obs: torch.Tensor, core_state: torch.Tensor | None = None,
+                done: torch.Tensor | None = None) -> AgentOutput:
+        lead = obs.shape[: obs.dim() - len(self.obs_shape)]
+        features = self.torso(obs.reshape(math.prod(lead), *self.obs_shape))
+        new_state = None
+        if self.core is not None:
+            if len(lead) != 2:
+                raise ValueError(f"a recurrent model needs [T, B, ...] observations, got lead {tuple(lead)}")
+            if core_state is None:
+                core_state = features.new_zeros(lead[1], *self.core.state_shape)
+            if done is None:
+                done = torch.zeros(lead, dtype=torch.bool, device=obs.device)
+            features, new_state = self.core(features.reshape(*lead, -1), core_state, done.bool())
+        features = features.reshape(*lead, -1)
+        return AgentOutput(self.policy(features), self.baseline(features).squeeze(-1), new_state)

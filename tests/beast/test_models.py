@@ -1,0 +1,131 @@
+"""Models: torso choice and shapes, the LSTM core's done-masking against a slow reference, and
+the recurrent data path (actor records the state, the learner replays it exactly)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import tests.envs.counting_env  # noqa: F401  (registers the counting envs)
+from beast.config import ModelConfig
+from beast.envs import make_vector_env
+from beast.models import PolicyValueMLP, PolicyValueNet, build_model
+from beast.models.atari import ImpalaResNet, NatureCNN
+from beast.models.core import LSTMCore
+from beast.mono.actor import UnrollWorker
+from beast.rollout import RolloutSpec
+
+ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+MINATAR = gym.spaces.Box(0, 1, (4, 10, 10), bool)
+FLAT = gym.spaces.Box(-1, 1, (3,), np.float32)
+ACTIONS = gym.spaces.Discrete(6)
+
+
+@pytest.mark.parametrize(("space", "torso", "torso_type"), [
+    (ATARI, "auto", NatureCNN), (MINATAR, "auto", ImpalaResNet), (ATARI, "resnet", ImpalaResNet)])
+def test_image_models_pick_their_torso_and_shape_outputs(space, torso, torso_type) -> None:
+    model = build_model(space, ACTIONS, ModelConfig(torso=torso))
+    assert isinstance(model, PolicyValueNet) and isinstance(model.torso, torso_type)
+    assert model.core_state_shape is None and model.initial_state(2) is None
+    obs = torch.from_numpy(np.stack([space.sample() for _ in range(6)]).reshape(3, 2, *space.shape))
+    out = model(obs)
+    assert out.policy_logits.shape == (3, 2, 6) and out.baseline.shape == (3, 2)
+    assert out.core_state is None and torch.isfinite(out.policy_logits).all()
+
+
+def test_uint8_frames_are_scaled_to_unit_range() -> None:
+    torso = NatureCNN((4, 84, 84))
+    frames = torch.full((1, 4, 84, 84), 255, dtype=torch.uint8)
+    torch.testing.assert_close(torso(frames), torso(torch.ones(1, 4, 84, 84)))
+
+
+def test_flat_observations_keep_the_mlp_and_bad_choices_say_why() -> None:
+    assert isinstance(build_model(FLAT, ACTIONS, ModelConfig()), PolicyValueMLP)
+    with pytest.raises(ValueError, match="at least 36x36"):
+        build_model(MINATAR, ACTIONS, ModelConfig(torso="nature"))
+    with pytest.raises(ValueError, match="image observations"):
+        build_model(FLAT, ACTIONS, ModelConfig(torso="resnet"))
+
+
+def reference_lstm(core: LSTMCore, features: torch.Tensor, state: torch.Tensor,
+                   done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One env and one step at a time, with the LSTM equations written out."""
+    lstm = core.lstm
+    T, B, _ = features.shape
+    outputs = torch.zeros(T, B, core.hidden_size)
+    final = torch.zeros_like(state)
+    for b in range(B):
+        h, c = state[b, 0, 0].clone(), state[b, 1, 0].clone()
+        for t in range(T):
+            gates = (lstm.weight_ih_l0 @ features[t, b] + lstm.bias_ih_l0
+                     + lstm.weight_hh_l0 @ h + lstm.bias_hh_l0)
+            i, f, g, o = gates.chunk(4)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs[t, b] = h
+            if done[t, b]:  # o_t ended an episode: the next step starts from zeros
+                h, c = torch.zeros_like(h), torch.zeros_like(c)
+        final[b, 0, 0], final[b, 1, 0] = h, c
+    return outputs, final
+
+
+@pytest.mark.parametrize("with_ends", [True, False])  # the per-step and the fused path
+def test_lstm_core_matches_reference(with_ends: bool) -> None:
+    torch.manual_seed(0)
+    core = LSTMCore(5, 4)
+    features = torch.randn(6, 3, 5)
+    state = torch.randn(3, 2, 1, 4)
+    done = torch.zeros(6, 3, dtype=torch.bool)
+    if with_ends:
+        done[1, 0] = done[4, 0] = done[2, 2] = done[5, 1] = True
+    with torch.no_grad():
+        got, got_state = core(features, state, done)
+        want, want_state = reference_lstm(core, features, state, done)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_state, want_state, atol=1e-5, rtol=1e-5)
+    if with_ends:
+        assert (got_state[1] == 0).all()  # env 1 ended at the last step
+
+
+def recurrent_unrolls(count: int) -> tuple[list[dict[str, np.ndarray]], torch.nn.Module]:
+    """Counting env (5-step episodes + a reset step) with T=7, so episodes end inside unrolls
+    and straddle unroll boundaries."""
+    torch.manual_seed(1)
+    envs = make_vector_env("Counting-v0", 3)
+    model = build_model(envs.single_observation_space, envs.single_action_space,
+                        ModelConfig(hidden_sizes=(8,), use_lstm=True))
+    worker = UnrollWorker(envs, model, 7, seed=1)
+    spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space,
+                                   model.core_state_shape)
+    slots = []
+    for version in range(count):
+        slot = spec.allocate((8, 3))
+        worker.fill(slot, version)
+        slots.append(slot)
+    return slots, model
+
+
+def test_recurrent_state_resets_at_episode_start_and_carries_across_unrolls() -> None:
+    slots, model = recurrent_unrolls(4)
+    for previous, current in zip(slots, slots[1:]):
+        np.testing.assert_array_equal(current["core_state"][0], previous["core_state"][-1])
+    for slot in slots:
+        first_steps = slot["episode_step"] == 0  # a fresh episode's first observation
+        assert (slot["core_state"][first_steps] == 0).all()
+        assert (np.abs(slot["core_state"][~first_steps]).sum(axis=(1, 2, 3)) > 0).all()
+
+
+def test_learner_replay_reproduces_the_actor_exactly() -> None:
+    """From core_state[0] and the rollout's own end flags, the learner's forward pass gives the
+    actor's logits and baselines at every step, across episode ends inside the unroll."""
+    slots, model = recurrent_unrolls(3)
+    for slot in slots:
+        batch = {k: torch.from_numpy(v) for k, v in slot.items()}
+        done = batch["terminated"] | batch["truncated"]
+        assert done[:-1].any()  # the unroll crosses an episode end
+        with torch.no_grad():
+            out = model(batch["obs"], batch["core_state"][0], done)
+        torch.testing.assert_close(out.policy_logits, batch["policy_logits"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.baseline, batch["baseline"], atol=1e-5, rtol=1e-5)
