@@ -195,8 +195,14 @@ class ActorPool:
     """
 
     def __init__(self, unroll_length: int, learner_queue: BatchingQueue, inference_batcher: DynamicBatcher,
-                 env_server_addresses: list[str], seed: int = 0, connect_timeout: float | None = 30.0) -> None:
-        """Nothing connects before ``start()``; ``connect_timeout`` also bounds each env reply."""
+                 env_server_addresses: list[str], seed: int = 0, connect_timeout: float | None = 30.0,
+                 core_state_shape: list[int] = ...) -> None:
+        """Nothing connects before ``start()``; ``connect_timeout`` also bounds each env reply.
+
+        A non-empty ``core_state_shape`` (a recurrent model's) adds ``"core_state"`` [K, *shape]
+        f32 to every ``compute()``: the state entering the step (zeros at first); the inference
+        side returns the state entering the next step under the same key, and unrolls record the
+        entering state."""
     def start(self) -> None:
         """Spawn one thread per address. Idempotent; RuntimeError after ``close()``."""
     def close(self) -> None:

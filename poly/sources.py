@@ -94,18 +94,32 @@ class InferenceThread:
         for batch in self.batcher:  # ends when the batcher is closed
             self.loaded.wait()
             try:
-                obs = torch.from_numpy(batch.inputs["obs"])  # [n, K, *obs_shape]
-                with self.lock:
-                    output = self.model(obs)
-                    version = self.version
-                action = sample_actions(output.policy_logits, self.generator)
-                batch.set_outputs({
-                    "action": action.numpy(), "policy_logits": output.policy_logits.numpy(),
-                    "baseline": output.baseline.numpy(),
-                    "policy_version": np.full(action.shape, version, np.int64)})
+                batch.set_outputs(self._infer(batch.inputs))
             except Exception:  # fail this batch's callers now, and the run soon after
                 self.error = traceback.format_exc()
                 batch.set_error(self.error)
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        obs = torch.from_numpy(inputs["obs"])  # [n, K, *obs_shape]
+        recurrent = "core_state" in inputs
+        if recurrent:  # one time step over the n*K envs, as mono's UnrollWorker does it
+            lead = obs.shape[:2]
+            done = torch.from_numpy(inputs["terminated"] | inputs["truncated"]).reshape(1, -1)
+            state = torch.from_numpy(inputs["core_state"]).flatten(0, 1)
+            obs = obs.flatten(0, 1)[None]
+        with self.lock:
+            output = self.model(obs, state, done) if recurrent else self.model(obs)
+            version = self.version
+        logits, baseline = output.policy_logits, output.baseline
+        outputs = {}
+        if recurrent:
+            logits, baseline = logits[0].unflatten(0, lead), baseline[0].unflatten(0, lead)
+            outputs["core_state"] = output.core_state.unflatten(0, lead).numpy()
+        action = sample_actions(logits, self.generator)
+        outputs.update({"action": action.numpy(), "policy_logits": logits.numpy(),
+                        "baseline": baseline.numpy(),
+                        "policy_version": np.full(action.shape, version, np.int64)})
+        return outputs
 
     def load(self, learner: Learner) -> None:
         with self.lock, torch.no_grad():
@@ -153,7 +167,8 @@ class PolySource:
         self._weight_bytes = 4 * sum(p.numel() for p in model.parameters())
         self._last_batch: dict[str, torch.Tensor] | None = None
         self.pool = ActorPool(run.unroll_length, self.queue, self.batcher, connections,
-                              seed=run.seed * 1_000_003 + generation * 7_919_993)
+                              seed=run.seed * 1_000_003 + generation * 7_919_993,
+                              core_state_shape=list(model.core_state_shape or ()))
         self.pool.start()
         self._closed = False
 

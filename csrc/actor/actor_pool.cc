@@ -154,15 +154,17 @@ EnvStep next_step(const EnvStep& previous, const ArrayMap& out, const EnvSpec& s
 }
 
 // compute()'s outputs, checked and cast to the rollout's dtypes.
-ArrayMap checked_agent(const ArrayMap& out, const EnvSpec& spec) {
+ArrayMap checked_agent(const ArrayMap& out, const EnvSpec& spec, const Shape& core_state_shape) {
   const std::int64_t k = spec.num_envs;
+  const bool recurrent = !core_state_shape.empty();
   static const char* const kKeys[] = {"action", "policy_logits", "baseline", "policy_version"};
   for (const auto& [key, array] : out) {
-    bool known = false;
+    bool known = recurrent && key == "core_state";
     for (const char* name : kKeys) known = known || key == name;
     if (!known) {
       throw std::invalid_argument("inference output has unexpected key '" + key +
-                                  "' (expected action, policy_logits, baseline, policy_version)");
+                                  "' (expected action, policy_logits, baseline, policy_version" +
+                                  (recurrent ? ", core_state)" : ")"));
     }
   }
   const Array& action = require(out, "action", {k}, "inference output");
@@ -171,23 +173,28 @@ ArrayMap checked_agent(const ArrayMap& out, const EnvSpec& spec) {
     throw std::invalid_argument(std::string("inference output 'action' and 'policy_version' must be integers, got ") +
                                 dtype_name(action.dtype()) + " and " + dtype_name(version.dtype()));
   }
-  return {
+  ArrayMap agent{
       {"action", cast(action, DType::kInt64)},
       {"policy_logits",
        cast(require(out, "policy_logits", {k, spec.num_actions}, "inference output"), DType::kFloat32)},
       {"baseline", cast(require(out, "baseline", {k}, "inference output"), DType::kFloat32)},
       {"policy_version", cast(version, DType::kInt64)},
   };
+  if (recurrent) {
+    agent["core_state"] =
+        cast(require(out, "core_state", with_leading(k, core_state_shape), "inference output"), DType::kFloat32);
+  }
+  return agent;
 }
 
 // A new unroll: every key of beast.rollout.RolloutSpec, [T+1, K, ...]. It is
 // fully written before it is enqueued, so it is not poisoned.
-ArrayMap allocate_unroll(std::int64_t length, const EnvSpec& spec) {
+ArrayMap allocate_unroll(std::int64_t length, const EnvSpec& spec, const Shape& core_state_shape) {
   const std::int64_t k = spec.num_envs;
   Shape obs{length, k};
   obs.insert(obs.end(), spec.observation.shape.begin(), spec.observation.shape.end());
   const Shape per_env{length, k};
-  return {
+  ArrayMap unroll{
       {"obs", Array::empty(spec.observation.dtype, obs)},
       {"reward", Array::empty(DType::kFloat32, per_env)},
       {"terminated", Array::empty(DType::kBool, per_env)},
@@ -199,6 +206,12 @@ ArrayMap allocate_unroll(std::int64_t length, const EnvSpec& spec) {
       {"baseline", Array::empty(DType::kFloat32, per_env)},
       {"policy_version", Array::empty(DType::kInt64, per_env)},
   };
+  if (!core_state_shape.empty()) {
+    Shape state{length, k};
+    state.insert(state.end(), core_state_shape.begin(), core_state_shape.end());
+    unroll["core_state"] = Array::empty(DType::kFloat32, state);
+  }
+  return unroll;
 }
 
 void write_entry(ArrayMap& unroll, const std::string& key, std::int64_t t, const Array& value) {
@@ -223,13 +236,15 @@ void write_entry(ArrayMap& unroll, std::int64_t t, const EnvStep& step, const Ar
 }  // namespace
 
 ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
-                     std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout)
+                     std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
+                     Shape core_state_shape)
     : unroll_length_(unroll_length),
       queue_(learner_queue),
       batcher_(inference_batcher),
       addresses_(std::move(env_server_addresses)),
       seed_(seed),
-      reply_timeout_(reply_timeout) {
+      reply_timeout_(reply_timeout),
+      core_state_shape_(std::move(core_state_shape)) {
   if (unroll_length_ < 1) {
     throw std::invalid_argument("ActorPool: unroll_length must be >= 1, got " + std::to_string(unroll_length_));
   }
@@ -320,17 +335,24 @@ void ActorPool::loop(std::size_t index) {
   const std::int64_t k = spec.num_envs;
   if (stop_.load()) return;
   EnvStep step = first_step(client.reset(seed_ + static_cast<std::int64_t>(index) * k), spec);
+  const bool recurrent = !core_state_shape_.empty();
+  Array core_state;  // entering the current step (a recurrent model only): zeros at first
+  if (recurrent) {
+    core_state = Array::empty(DType::kFloat32, with_leading(k, core_state_shape_));
+    std::memset(core_state.data(), 0, core_state.nbytes());
+  }
   auto act = [&] {
-    return checked_agent(batcher_->compute({{"obs", step.obs},
-                                            {"reward", step.reward},
-                                            {"terminated", step.terminated},
-                                            {"truncated", step.truncated}}),
-                         spec);
+    ArrayMap inputs{{"obs", step.obs}, {"reward", step.reward}, {"terminated", step.terminated},
+                    {"truncated", step.truncated}};
+    if (recurrent) inputs["core_state"] = core_state;
+    ArrayMap agent = checked_agent(batcher_->compute(std::move(inputs)), spec, core_state_shape_);
+    if (recurrent) std::swap(agent.at("core_state"), core_state);  // record the entering state
+    return agent;
   };
   if (stop_.load()) return;
   ArrayMap agent = act();
   for (;;) {
-    ArrayMap unroll = allocate_unroll(unroll_length_ + 1, spec);
+    ArrayMap unroll = allocate_unroll(unroll_length_ + 1, spec, core_state_shape_);
     write_entry(unroll, 0, step, agent);  // the previous unroll's last entry
     for (std::int64_t t = 1; t <= unroll_length_; ++t) {
       if (stop_.load()) return;

@@ -64,8 +64,13 @@ class ActorPool {
   // `inference_batcher` must outlive the pool. Connection i resets its K
   // envs with seed + i * K (env j gets seed + i * K + j). `reply_timeout`
   // bounds the connect and every env reply (std::nullopt: for ever).
+  // A non-empty `core_state_shape` (a recurrent model, beast.models.core)
+  // makes every compute() carry "core_state" [K, *shape] f32, the state
+  // entering the step (zeros at first), and expect the state entering the
+  // next step back under the same key; unrolls record the entering state.
   ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
-            std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout);
+            std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
+            Shape core_state_shape = {});
   // close()
   ~ActorPool();
 
@@ -104,6 +109,7 @@ class ActorPool {
   const std::vector<std::string> addresses_;
   const std::int64_t seed_;
   const Timeout reply_timeout_;
+  const Shape core_state_shape_;  // empty: a feed-forward model
 
   std::mutex join_mu_;     // held by close() while it joins, so a second close() waits too
   mutable std::mutex mu_;  // guards threads_, started_, closed_, error_, first_spec_

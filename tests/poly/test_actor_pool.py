@@ -116,7 +116,9 @@ def mono_unrolls(env_id: str, num_unrolls: int) -> list[dict[str, np.ndarray]]:
 
     envs = make_vector_env(env_id, K)
     spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space)
-    worker = Worker(envs, None, T, seed=0)
+    from beast.models import PolicyValueMLP
+
+    worker = Worker(envs, PolicyValueMLP((2,), 3, (8,)), T, seed=0)  # acts through `agent`
     unrolls = []
     for _ in range(num_unrolls):
         slot = spec.allocate((T + 1, K))
@@ -270,3 +272,50 @@ def test_close_with_threads_blocked_on_a_full_queue_returns_on_its_own(counting)
     assert not p.pool.running and p.pool.error is None
     p.close()
     assert p.queue.dequeue()["obs"].shape == (T + 1, K, 2)  # what was queued can be drained
+
+
+def test_recurrent_core_state_round_trips_and_is_recorded(counting):
+    """A real LSTM model behind the real inference thread: the pool sends the state entering
+    each step, records it in the unroll, and the learner's replay from core_state[0] gives the
+    acted logits exactly, across episode ends and unroll boundaries."""
+    import types
+
+    import torch
+
+    from beast.config import ModelConfig
+    from beast.models import build_model
+    from beast.poly.sources import InferenceThread
+
+    torch.manual_seed(0)
+    envs = make_vector_env(COUNTING, 1)
+    model = build_model(envs.single_observation_space, envs.single_action_space,
+                        ModelConfig(hidden_sizes=(8,), use_lstm=True))
+    queue = BatchingQueue(16, batch_dim=1, stack=False)
+    batcher = DynamicBatcher()
+    inference = InferenceThread(build_model(envs.single_observation_space, envs.single_action_space,
+                                            ModelConfig(hidden_sizes=(8,), use_lstm=True)), batcher, seed=0)
+    inference.load(types.SimpleNamespace(model=model, version=0))
+    length = 7  # 5-step episodes + a reset step: ends fall inside and across unrolls
+    pool = ActorPool(length, queue, batcher, [counting.address], seed=0,
+                     core_state_shape=list(model.core_state_shape))
+    pool.start()
+    try:
+        got = [queue.dequeue(timeout=JOIN_S) for _ in range(3)]
+    finally:
+        batcher.close()
+        pool.close()
+        queue.close()
+        inference.thread.join(JOIN_S)
+    assert got[0]["core_state"].shape == (length + 1, K, *model.core_state_shape)
+    assert (got[0]["core_state"][0] == 0).all()  # the first step starts from zeros
+    for previous, current in zip(got, got[1:]):
+        np.testing.assert_array_equal(current["core_state"][0], previous["core_state"][-1])
+    for unroll in got:
+        first = unroll["episode_step"] == 0
+        assert (unroll["core_state"][first] == 0).all()
+        assert (np.abs(unroll["core_state"][~first]).sum(axis=(1, 2, 3)) > 0).all()
+        batch = {k: torch.from_numpy(v) for k, v in unroll.items()}
+        with torch.no_grad():
+            out = model(batch["obs"], batch["core_state"][0], batch["terminated"] | batch["truncated"])
+        torch.testing.assert_close(out.policy_logits, batch["policy_logits"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.baseline, batch["baseline"], atol=1e-5, rtol=1e-5)
