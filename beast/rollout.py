@@ -77,12 +77,17 @@ class RolloutSpec:
 
 
 def finished_episodes(rollout: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Returns and lengths of the episodes that ended in steps 1..T of a [T+1, B] rollout.
+    """Returns and lengths of the episodes that ended at steps 0..T-1 of a [T+1, B] rollout.
 
-    Step 0 is skipped because it repeats the previous unroll's last step (counted there).
+    An episode ended at step t when o_t ended it (terminated or truncated) and the running
+    sums restart at t+1 (episode_step 0). The second condition is what tells a game's end
+    from a lost life under --episodic-life: a life loss is `terminated` for the learner but
+    the game, and its reported return, go on. An end at step T is counted by the next unroll,
+    whose step 0 repeats it, so every episode is counted once.
     """
-    done = np.logical_or(rollout["terminated"][1:], rollout["truncated"][1:])
-    return rollout["episode_return"][1:][done], rollout["episode_step"][1:][done]
+    ended = np.logical_or(rollout["terminated"][:-1], rollout["truncated"][:-1])
+    done = ended & (rollout["episode_step"][1:] == 0)
+    return rollout["episode_return"][:-1][done], rollout["episode_step"][:-1][done]
 
 
 def stack_slots(arrays: dict[str, np.ndarray], indices: list[int]) -> dict[str, np.ndarray]:

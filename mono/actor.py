@@ -53,6 +53,7 @@ class UnrollWorker:
             "episode_return": np.zeros(k, np.float32),
             "episode_step": np.zeros(k, np.int32),
         }
+        self.game_over = np.zeros(k, bool)  # whether the latest step ended a whole game
         self.agent: dict[str, np.ndarray] | None = None
         self.core_state = model.initial_state(k)  # entering the current step; None if stateless
 
@@ -76,9 +77,13 @@ class UnrollWorker:
 
     def _env_step(self, action: np.ndarray) -> None:
         previous = self.step
-        ended = previous["terminated"] | previous["truncated"]
-        obs, reward, terminated, truncated, _ = self.envs.step(action)
-        # Next-step autoreset: after an ended episode this step is the reset (reward 0).
+        ended = self.game_over
+        obs, reward, terminated, truncated, info = self.envs.step(action)
+        # Next-step autoreset: after an ended episode this step is the reset (reward 0). The
+        # running sums restart only where the game ended: under --episodic-life a lost life is
+        # `terminated` for the learner while the game and its return go on (info["game_over"]).
+        game_over = info.get("game_over")
+        self.game_over = (terminated | truncated) if game_over is None else np.asarray(game_over, bool)
         self.step = {
             "obs": obs,
             "reward": np.asarray(reward, np.float32),

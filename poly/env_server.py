@@ -54,9 +54,12 @@ class VectorEnvSession:
         return {"obs": np.asarray(obs)}
 
     def step(self, action: np.ndarray) -> dict[str, np.ndarray]:
-        obs, reward, terminated, truncated, _ = self.env.step(action)
-        return {"obs": np.asarray(obs), "reward": np.asarray(reward),
-                "terminated": np.asarray(terminated), "truncated": np.asarray(truncated)}
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        result = {"obs": np.asarray(obs), "reward": np.asarray(reward),
+                  "terminated": np.asarray(terminated), "truncated": np.asarray(truncated)}
+        if "game_over" in info:  # episodic life: which ends are whole games (beast.envs.atari)
+            result["game_over"] = np.asarray(info["game_over"], bool)
+        return result
 
     def close(self) -> None:
         self.env.close()

@@ -100,6 +100,7 @@ struct EnvStep {
   Array truncated;       // [K] bool
   Array episode_return;  // [K] f32
   Array episode_step;    // [K] int32
+  Array game_over;       // [K] bool: the running sums restart after it (not written to unrolls)
 };
 
 Array filled(DType dtype, std::int64_t k, double value) {
@@ -120,12 +121,15 @@ Array checked_obs(const ArrayMap& out, const EnvSpec& spec) {
 
 EnvStep first_step(const ArrayMap& reset, const EnvSpec& spec) {
   const std::int64_t k = spec.num_envs;
-  return {checked_obs(reset, spec), filled(DType::kFloat32, k, 0),  filled(DType::kBool, k, 0),
-          filled(DType::kBool, k, 0), filled(DType::kFloat32, k, 0), filled(DType::kInt32, k, 0)};
+  return {checked_obs(reset, spec),         filled(DType::kFloat32, k, 0), filled(DType::kBool, k, 0),
+          filled(DType::kBool, k, 0),       filled(DType::kFloat32, k, 0), filled(DType::kInt32, k, 0),
+          filled(DType::kBool, k, 0)};
 }
 
 // UnrollWorker._env_step: after an ended episode this step is the reset, and
 // the running sums restart at 0; otherwise they add this step's reward / 1.
+// "Ended" is the env's optional "game_over" [K] bool (--episodic-life: a lost
+// life is terminated, yet the game's return goes on), else terminated|truncated.
 EnvStep next_step(const EnvStep& previous, const ArrayMap& out, const EnvSpec& spec) {
   const std::int64_t k = spec.num_envs;
   const Shape per_env{k};
@@ -137,18 +141,25 @@ EnvStep next_step(const EnvStep& previous, const ArrayMap& out, const EnvSpec& s
   step.truncated = cast(require(out, "truncated", per_env, "env output"), DType::kBool);
   step.episode_return = Array::empty(DType::kFloat32, per_env);
   step.episode_step = Array::empty(DType::kInt32, per_env);
+  if (out.count("game_over") != 0) {
+    step.game_over = cast(require(out, "game_over", per_env, "env output"), DType::kBool);
+  } else {
+    step.game_over = Array::empty(DType::kBool, per_env);
+    const auto* t = static_cast<const bool*>(step.terminated.data());
+    const auto* tr = static_cast<const bool*>(step.truncated.data());
+    auto* g = static_cast<bool*>(step.game_over.data());
+    for (std::int64_t i = 0; i < k; ++i) g[i] = t[i] || tr[i];
+  }
   const auto* r = static_cast<const double*>(reward.data());
-  const auto* ended_t = static_cast<const bool*>(previous.terminated.data());
-  const auto* ended_tr = static_cast<const bool*>(previous.truncated.data());
+  const auto* ended = static_cast<const bool*>(previous.game_over.data());
   const auto* ret0 = static_cast<const float*>(previous.episode_return.data());
   const auto* len0 = static_cast<const std::int32_t*>(previous.episode_step.data());
   auto* ret = static_cast<float*>(step.episode_return.data());
   auto* len = static_cast<std::int32_t*>(step.episode_step.data());
   for (std::int64_t i = 0; i < k; ++i) {
-    const bool ended = ended_t[i] || ended_tr[i];
     // float64 sum then float32, as NumPy computes it in UnrollWorker.
-    ret[i] = ended ? 0.0f : static_cast<float>(static_cast<double>(ret0[i]) + r[i]);
-    len[i] = ended ? 0 : len0[i] + 1;
+    ret[i] = ended[i] ? 0.0f : static_cast<float>(static_cast<double>(ret0[i]) + r[i]);
+    len[i] = ended[i] ? 0 : len0[i] + 1;
   }
   return step;
 }

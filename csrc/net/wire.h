@@ -34,7 +34,9 @@
 //   4 STEP         client -> server: action [K, *action_shape] of action_dtype
 //   5 STEP_RESULT  server -> client, the reply to RESET (obs only) and to
 //                  STEP (obs, reward, terminated, truncated; each [K, ...]),
-//                  in next-step autoreset mode (beast/envs/make.py)
+//                  in next-step autoreset mode (beast/envs/make.py); with
+//                  episodic life also game_over bool[K] (the game really
+//                  ended, not just a life)
 //   6 ERROR        either way: message uint8[n], utf-8 text (for an env
 //                  exception, its Python traceback). The connection stays up
 //                  after an env error; after a protocol error it is closed.

@@ -84,13 +84,15 @@ def test_truncation_is_kept_apart_from_termination() -> None:
     assert (lengths == 6).all() and (returns == 21).all()
 
 
-def test_finished_episodes_skip_step_zero() -> None:
+def test_finished_episodes_counts_each_episode_once() -> None:
     import tests.envs.counting_env  # noqa: F401
 
     slots, _ = unrolls("Counting-v0", 6)
-    counted = sum(len(finished_episodes(s)[0]) for s in slots)
+    counted = [finished_episodes(s) for s in slots]
     stream = concatenated(slots)
-    assert counted == stream["terminated"].sum()  # each episode counted once
+    # Ends at steps 0..T-1 of each unroll; one at step T is counted by the next unroll.
+    assert sum(len(r) for r, _ in counted) == stream["terminated"][:-1].sum()
+    assert all((r == 15).all() and (n == 5).all() for r, n in counted)
 
 
 def test_gumbel_sampling_matches_softmax_frequencies() -> None:
