@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from beast.config import Config, ConfigError, build_parser, config_from_args
-from beast.envs import UnknownEnvError, resolve_env_id
+from beast.config import Config, build_parser, config_from_args
+from beast.envs.make import check_env_config
 
 # make_source(config) -> the factory run_training calls (model, spaces, generation, log)
 SourceFactory = Callable[[Config], Callable[..., Any]]
@@ -44,8 +44,8 @@ def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, 
                 parser.error(f"{saved} is not a run directory (no config.json)")
             base = Config.from_dict(json.loads(config_path.read_text()))
         config = config_from_args(args, base)
-        resolve_env_id(config.env.env)
-    except (ConfigError, UnknownEnvError) as exc:
+        check_env_config(config.env)
+    except ValueError as exc:  # ConfigError, UnknownEnvError, Atari-only flags elsewhere
         parser.error(str(exc))
     return config, resume, evaluate
 

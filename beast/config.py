@@ -41,9 +41,20 @@ class EnvConfig:
     num_envs: int = 64
     """Environments stepped together by each actor, with one batched inference call per step."""
 
+    env_backend: str = "gymnasium"
+    """gymnasium, or envpool (its batched C++ envs; also opens Procgen and gfootball/... ids)."""
+
+    episodic_life: bool = False
+    """Atari: a lost life ends the learning episode (terminated); reported returns stay whole games."""
+
+    sticky_actions: bool = False
+    """Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)."""
+
     def __post_init__(self) -> None:
         _check(bool(self.env), "--env must name a Gymnasium id, e.g. CartPole-v1")
         _check(self.num_envs >= 1, f"--num-envs must be >= 1 (got {self.num_envs})")
+        _check(self.env_backend in ("gymnasium", "envpool"),
+               f"--env-backend must be gymnasium or envpool (got {self.env_backend!r})")
 
 
 @dataclasses.dataclass

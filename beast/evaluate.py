@@ -10,15 +10,15 @@ import torch
 
 from beast.checkpoint import load_checkpoint
 from beast.config import Config
-from beast.envs import make_vector_env
+from beast.envs import make_vector_env_from_config
 from beast.models import build_model, sample_actions
 
 
 @torch.inference_mode()
 def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[float]:
-    """Returns of `episodes` complete episodes, acting by sampling the trained policy."""
+    """Returns of `episodes` complete episodes (whole games), acting by sampling the trained policy."""
     config = Config.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    envs = make_vector_env(config.env.env, min(episodes, 16))
+    envs = make_vector_env_from_config(config.env, min(episodes, 16), episodic_life=False)
     model = build_model(envs.single_observation_space, envs.single_action_space, config.model)
     model.load_state_dict(load_checkpoint(run_dir)["learner"]["model"])
     model.eval()

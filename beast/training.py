@@ -37,7 +37,7 @@ from torch import nn
 
 from beast.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from beast.config import Config
-from beast.envs import make_vector_env
+from beast.envs import make_vector_env_from_config
 from beast.learner import Learner
 from beast.logger import RunLogger
 from beast.models import build_model
@@ -146,7 +146,7 @@ def seed_everything(seed: int) -> None:
 
 def build_env_model(config: Config) -> tuple[nn.Module, gym.Space, gym.Space]:
     """The model for this config's env, and the env's observation and action spaces."""
-    probe = make_vector_env(config.env.env, 1)
+    probe = make_vector_env_from_config(config.env, 1)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()
     return build_model(*spaces, config.model), *spaces

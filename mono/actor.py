@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.config import ModelConfig
-from beast.envs import make_vector_env
+from beast.config import EnvConfig, ModelConfig
+from beast.envs import make_vector_env_from_config
 from beast.models import build_model, sample_actions
 from beast.mono.shared import (RolloutHandle, SharedRollouts, SharedWeights, SyncBoard,
                                SyncBoardHandle, WeightsHandle)
@@ -118,7 +118,7 @@ def actor_seed(base_seed: int, actor_id: int, generation: int) -> int:
     return base_seed * 1_000_003 + actor_id * 10_007 + generation * 7_919_993
 
 
-def actor_main(actor_id: int, generation: int, env_id: str, num_envs: int, unroll_length: int,
+def actor_main(actor_id: int, generation: int, env_config: EnvConfig, unroll_length: int,
                seed: int, model_config: ModelConfig, rollouts_handle: RolloutHandle,
                weights_handle: WeightsHandle, board_handle: SyncBoardHandle,
                free_slots: list[int], conn: Connection) -> None:
@@ -133,7 +133,7 @@ def actor_main(actor_id: int, generation: int, env_id: str, num_envs: int, unrol
         rollouts = SharedRollouts.attach(rollouts_handle)
         weights = SharedWeights.attach(weights_handle)
         board = SyncBoard.attach(board_handle)
-        envs = make_vector_env(env_id, num_envs)
+        envs = make_vector_env_from_config(env_config)
         model = build_model(envs.single_observation_space, envs.single_action_space, model_config)
         worker = UnrollWorker(envs, model, unroll_length, actor_seed(seed, actor_id, generation))
         free = collections.deque(free_slots)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from beast.config import Config
-from beast.envs import make_vector_env
+from beast.envs import make_vector_env_from_config
 from beast.learner import Learner
 from beast.rollout import RolloutSpec, stack_slots
 from beast.mono.actor import UnrollWorker, actor_main, actor_seed
@@ -45,7 +45,7 @@ class SerialSource:
         on_cpu = config.run.device == "cpu"
         self.model = model if on_cpu else copy.deepcopy(model).cpu()
         self._copy_weights = not on_cpu
-        envs = make_vector_env(config.env.env, config.env.num_envs)
+        envs = make_vector_env_from_config(config.env)
         self.worker = UnrollWorker(envs, self.model, config.run.unroll_length,
                                    actor_seed(config.run.seed, 0, generation))
         spec = RolloutSpec.from_spaces(observation_space, action_space, model.core_state_shape)
@@ -96,9 +96,8 @@ class ProcessSource:
             learner_end, actor_end = context.Pipe(duplex=True)
             process = context.Process(
                 target=actor_main, name=f"beast-actor-{actor_id}", daemon=True,
-                args=(actor_id, generation * 1000 + restart, config.env.env,
-                      config.env.num_envs, run.unroll_length, run.seed, config.model,
-                      self.rollouts.handle, self.weights.handle, self.board.handle,
+                args=(actor_id, generation * 1000 + restart, config.env, run.unroll_length,
+                      run.seed, config.model, self.rollouts.handle, self.weights.handle, self.board.handle,
                       free_slots, actor_end))
             process.start()
             actor_end.close()

@@ -2,13 +2,14 @@
 
 The C++ server (csrc/net/env_server.h) owns the listening socket and one thread per client
 connection doing all socket I/O and decoding without the GIL. For each new connection it calls
-`VectorEnvSession(env_id, num_envs)` here, and then that session's `reset` / `step` (with the
+`VectorEnvSession(env_config)` here, and then that session's `reset` / `step` (with the
 GIL, for just that call). Each connection gets its own K envs, stepped as one batch in next-step
 autoreset mode (beast.envs.make.make_vector_env); terminated and truncated stay apart.
 
 Run one with::
 
     python -m beast.poly.env_server --env CartPole-v1 --num-envs 16 --address 127.0.0.1:0
+    python -m beast.poly.env_server --env ALE/Pong-v5 --num-envs 8 --env-backend envpool
 
 It prints the bound address on one line of stdout (so a launcher can ask for port 0) and serves
 until SIGTERM or SIGINT, then closes every connection and exits 0.
@@ -24,7 +25,8 @@ import threading
 import gymnasium as gym
 import numpy as np
 
-from beast.envs.make import make_vector_env, resolve_env_id
+from beast.config import EnvConfig
+from beast.envs.make import check_env_config, make_vector_env_from_config
 from beast.poly._core import EnvServer
 
 DEFAULT_ADDRESS = "127.0.0.1:0"
@@ -33,8 +35,8 @@ DEFAULT_ADDRESS = "127.0.0.1:0"
 class VectorEnvSession:
     """One client's K envs; the C++ server calls these from that client's connection thread."""
 
-    def __init__(self, env_id: str, num_envs: int) -> None:
-        self.env = make_vector_env(env_id, num_envs)
+    def __init__(self, env_config: EnvConfig) -> None:
+        self.env = make_vector_env_from_config(env_config)
 
     def spec(self) -> dict:
         obs_space = self.env.single_observation_space
@@ -65,14 +67,12 @@ class VectorEnvSession:
         self.env.close()
 
 
-def serve(env_id: str, num_envs: int, address: str = DEFAULT_ADDRESS,
+def serve(env_config: EnvConfig, address: str = DEFAULT_ADDRESS,
           max_frame_bytes: int | None = None) -> EnvServer:
-    """Start serving `num_envs` copies of `env_id` per connection; the caller closes it."""
-    resolve_env_id(env_id)  # an unknown id fails here, not at the first client
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    """Start serving `env_config.num_envs` envs per connection; the caller closes it."""
+    check_env_config(env_config)  # an unknown id fails here, not at the first client
     kwargs = {} if max_frame_bytes is None else {"max_frame_bytes": max_frame_bytes}
-    return EnvServer(address, lambda: VectorEnvSession(env_id, num_envs), **kwargs)
+    return EnvServer(address, lambda: VectorEnvSession(env_config), **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,12 +83,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="HOST:PORT (port 0: a free port) or unix:/path; default %(default)s")
     parser.add_argument("--max-frame-bytes", type=int, default=None,
                         help="largest frame accepted (default 64 MiB)")
+    parser.add_argument("--env-backend", default="gymnasium", help="gymnasium or envpool")
+    parser.add_argument("--episodic-life", action="store_true", help="Atari: a lost life ends the episode")
+    parser.add_argument("--sticky-actions", action="store_true", help="Atari: sticky actions (p=0.25)")
     args = parser.parse_args(argv)
+    try:
+        env_config = EnvConfig(args.env, args.num_envs, args.env_backend, args.episodic_life,
+                               args.sticky_actions)
+        check_env_config(env_config)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = serve(args.env, args.num_envs, args.address, args.max_frame_bytes)
+    server = serve(env_config, args.address, args.max_frame_bytes)
     try:
         print(server.address, flush=True)
         while not stop.wait(0.5):  # a bounded wait, so the signal handler gets to run

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.config import Config
+from beast.config import Config, EnvConfig
 from beast.learner import Learner
 from beast.models import sample_actions
 from beast.sync import controller_from_config, kl_per_slot, sync_metrics
@@ -55,15 +55,18 @@ _PR_SET_PDEATHSIG = 1
 class EnvServerProcess:
     """`python -m beast.poly.env_server` on a free local port; stopped with SIGTERM."""
 
-    def __init__(self, env_id: str, num_envs: int) -> None:
+    def __init__(self, env: EnvConfig) -> None:
+        flags = [f"--{name.replace('_', '-')}" for name in ("episodic_life", "sticky_actions")
+                 if getattr(env, name)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "beast.poly.env_server", "--env", env_id,
-             "--num-envs", str(num_envs), "--address", "127.0.0.1:0"],
+            [sys.executable, "-m", "beast.poly.env_server", "--env", env.env,
+             "--num-envs", str(env.num_envs), "--env-backend", env.env_backend,
+             "--address", "127.0.0.1:0", *flags],
             stdout=subprocess.PIPE, text=True, preexec_fn=_detach_but_die_with_parent)
         self.address = self.process.stdout.readline().strip()
         if not self.address:
             code = self.process.wait(timeout=10)
-            raise RuntimeError(f"env server for {env_id} failed to start (exit code {code})")
+            raise RuntimeError(f"env server for {env.env} failed to start (exit code {code})")
 
     def stop(self, timeout: float = 3.0) -> None:
         if self.process.poll() is None:
@@ -148,7 +151,7 @@ class PolySource:
         if not addresses:
             try:
                 for _ in range(poly.num_servers):
-                    self.servers.append(EnvServerProcess(config.env.env, config.env.num_envs))
+                    self.servers.append(EnvServerProcess(config.env))
             except BaseException:
                 self._stop_servers()
                 raise

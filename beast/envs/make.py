@@ -1,25 +1,74 @@
-"""Gymnasium ids → vector environments with Beast's step semantics.
+"""Environment ids → vector environments with Beast's step semantics.
 
 Every runtime steps environments through a `gymnasium.vector.VectorEnv` in next-step autoreset
 mode: the step after a terminal or truncated observation returns the first observation of the
 next episode with reward 0 and the action ignored. Keeping that (rather than same-step reset)
 keeps the final observation of a truncated episode in the rollout, so the learner can bootstrap
 from its value exactly; the learner masks the placeholder transition out of the loss.
+
+Ids and backends:
+- backend "gymnasium": any registered Gymnasium id (`module:Id` imports `module` first);
+  Atari ids `ALE/Pong-v5` (or `Pong-v5`) through ale-py with the standard preprocessing
+  (beast/envs/atari.py); `MinAtar/Breakout-v1` etc. with channels-first obs (beast/envs/minatar.py).
+- backend "envpool": envpool's C++ pools (beast/envs/envpool.py); `ALE/Pong-v5` maps to envpool's
+  `Pong-v5` with the same preprocessing, other ids are envpool task ids.
+Image observations are always [C, H, W]. The optional packages are imported only for ids that
+need them; a missing one raises MissingExtraError saying what to install.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+from collections.abc import Callable
+from typing import TypeVar
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from beast.config import EnvConfig
+from beast.envs import atari, minatar
+from beast.envs import envpool as envpool_backend
 from beast.envs.single import SingleEnvVector
+
+BACKENDS = ("gymnasium", "envpool")
+INSTALL_COMMANDS = {
+    "atari": 'pip install -e ".[atari]"',
+    "minatar": "pip install --no-deps minatar",
+    "envpool": 'pip install -e ".[envpool]"',
+}
+_T = TypeVar("_T")
 
 
 class UnknownEnvError(ValueError):
-    """The environment id is not registered with Gymnasium."""
+    """The environment id cannot be made here: unknown id, or its optional package is missing."""
+
+
+class MissingExtraError(UnknownEnvError):
+    """The id needs an optional package (an extra of the beast package) that is not installed."""
+
+
+def _with_extra(load: Callable[[], _T], extra: str, env_id: str) -> _T:
+    """Run `load`; an ImportError becomes a one-line MissingExtraError with the install command."""
+    try:
+        return load()
+    except ImportError as exc:
+        missing = exc.name or "an optional package"
+        raise MissingExtraError(f"environment {env_id!r} needs {missing!r}, which is not "
+                                f"installed; install it with `{INSTALL_COMMANDS[extra]}`") from exc
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown env backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _unknown(env_id: str, name: str, known: list[str], list_command: str) -> UnknownEnvError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return UnknownEnvError(
+        f"unknown environment id {env_id!r}.{hint} List valid ids with `{list_command}`.")
 
 
 def _import_namespace(env_id: str) -> str:
@@ -34,24 +83,99 @@ def _import_namespace(env_id: str) -> str:
     return name
 
 
-def resolve_env_id(env_id: str) -> str:
-    """Return the registered id for `env_id`, or raise UnknownEnvError saying how to list ids."""
-    name = _import_namespace(env_id)
+def _registered_name(env_id: str, name: str) -> str | None:
+    """The Gymnasium id for `name`, registering MinAtar / Atari ids when the name asks for them."""
     if name in gym.registry:
         return name
-    close = difflib.get_close_matches(name, list(gym.registry), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownEnvError(
-        f"unknown environment id {env_id!r}.{hint} List valid ids with `python -m beast.envs`.")
+    if name.startswith(minatar.MINATAR_PREFIX):
+        _with_extra(minatar.register_minatar, "minatar", env_id)
+    elif name.startswith(envpool_backend.ALE_PREFIX):
+        _with_extra(atari.register_atari, "atari", env_id)
+    elif not atari.try_register_atari():  # maybe an Atari id without its namespace: `Pong-v5`
+        return None
+    for candidate in (name, envpool_backend.ALE_PREFIX + name):
+        if candidate in gym.registry:
+            return candidate
+    return None
 
 
-def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id` as one vector env (native vectorised if the id has one).
+def _envpool_task(env_id: str) -> str:
+    task = envpool_backend.task_id_for(env_id)
+    tasks = _with_extra(envpool_backend.list_tasks, "envpool", env_id)
+    if task not in tasks:
+        raise _unknown(env_id, task, tasks, "python -m beast.envs --backend envpool")
+    return task
+
+
+def resolve_env_id(env_id: str, *, backend: str = "gymnasium") -> str:
+    """The id `backend` knows `env_id` by (a Gymnasium id, or an envpool task id).
+
+    Raises UnknownEnvError (with close matches and how to list ids) for an unknown id, and its
+    subclass MissingExtraError when the id needs an optional package that is not installed.
+    """
+    _check_backend(backend)
+    if backend == "envpool":
+        return _envpool_task(env_id)
+    name = _import_namespace(env_id)
+    registered = _registered_name(env_id, name)
+    if registered is None:
+        raise _unknown(env_id, name, list(gym.registry), "python -m beast.envs")
+    return registered
+
+
+def _check_flags(env_id: str, is_atari: bool, episodic_life: bool, sticky_actions: bool) -> None:
+    if not is_atari and (episodic_life or sticky_actions):
+        raise ValueError(f"--episodic-life and --sticky-actions apply to Atari ids only, not {env_id}")
+
+
+def _env_factory(name: str, episodic_life: bool, sticky_actions: bool
+                 ) -> Callable[[], gym.Env] | None:
+    """A builder of one env for an Atari or MinAtar id; None for a plain Gymnasium id."""
+    is_atari = atari.is_atari(name)
+    _check_flags(name, is_atari, episodic_life, sticky_actions)
+    if is_atari:
+        return functools.partial(atari.make_atari, name, episodic_life=episodic_life,
+                                 sticky_actions=sticky_actions)
+    if name.startswith(minatar.MINATAR_PREFIX):
+        return functools.partial(minatar.make_minatar, name)
+    return None
+
+
+def _make_envpool(env_id: str, num_envs: int, episodic_life: bool, sticky_actions: bool
+                  ) -> envpool_backend.EnvPoolVectorEnv:
+    task = _envpool_task(env_id)
+    is_atari = envpool_backend.is_atari_task(task)
+    _check_flags(env_id, is_atari, episodic_life, sticky_actions)
+    options = (envpool_backend.atari_options(episodic_life=episodic_life,
+                                             sticky_actions=sticky_actions) if is_atari else {})
+    channels_last = task.startswith(envpool_backend.CHANNELS_LAST_PREFIXES)
+    return envpool_backend.EnvPoolVectorEnv(task, num_envs, options, report_game_over=episodic_life,
+                                            channels_last=channels_last)
+
+
+def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
+                    episodic_life: bool = False, sticky_actions: bool = False
+                    ) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `env_id` as one next-step autoreset vector env.
 
     Seed it with `env.reset(seed=s)`: environment i then gets seed s + i. A single env with
-    array observations comes as a SingleEnvVector, the cheapest wrapper with the same semantics.
+    array observations comes as a SingleEnvVector, the cheapest wrapper with the same semantics
+    (except with `episodic_life`: SingleEnvVector drops infos, and `game_over` must get through).
+    Plain Gymnasium ids use their native vectorised env if they have one.
+
+    `episodic_life` and `sticky_actions` apply to Atari ids only (ValueError otherwise). With
+    `episodic_life`, a lost life ends the learning episode and every info carries `game_over`.
     """
+    _check_backend(backend)
+    if backend == "envpool":
+        return _make_envpool(env_id, num_envs, episodic_life, sticky_actions)
     name = resolve_env_id(env_id)
+    factory = _env_factory(name, episodic_life, sticky_actions)
+    if factory is not None:
+        if num_envs == 1 and not episodic_life:
+            return SingleEnvVector(factory())
+        return gym.vector.SyncVectorEnv([factory] * num_envs,
+                                        autoreset_mode=AutoresetMode.NEXT_STEP)
     if num_envs == 1:
         env = gym.make(name)
         if isinstance(env.observation_space, gym.spaces.Box):
@@ -67,6 +191,28 @@ def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
     return env
 
 
-def make_env(env_id: str) -> gym.Env:
-    """One environment, for evaluation."""
-    return gym.make(resolve_env_id(env_id))
+def make_env(env_id: str, *, episodic_life: bool = False, sticky_actions: bool = False
+             ) -> gym.Env:
+    """One environment, for evaluation, preprocessed exactly as in `make_vector_env`."""
+    name = resolve_env_id(env_id)
+    factory = _env_factory(name, episodic_life, sticky_actions)
+    return factory() if factory is not None else gym.make(name)
+
+
+def check_env_config(config: EnvConfig) -> None:
+    """Fail before any process starts: an unknown id, a missing extra, or Atari-only flags on
+    another env raise UnknownEnvError / ValueError with a one-line reason."""
+    name = resolve_env_id(config.env, backend=config.env_backend)
+    is_atari = (envpool_backend.is_atari_task(name) if config.env_backend == "envpool"
+                else atari.is_atari(name))
+    _check_flags(config.env, is_atari, config.episodic_life, config.sticky_actions)
+
+
+def make_vector_env_from_config(config: EnvConfig, num_envs: int | None = None,
+                                *, episodic_life: bool | None = None) -> gym.vector.VectorEnv:
+    """`make_vector_env` with a run's env settings (`num_envs` and `episodic_life` override
+    them: evaluation plays whole games whatever the training episodes were)."""
+    return make_vector_env(
+        config.env, config.num_envs if num_envs is None else num_envs,
+        backend=config.env_backend, sticky_actions=config.sticky_actions,
+        episodic_life=config.episodic_life if episodic_life is None else episodic_life)

@@ -5,6 +5,10 @@ the step number it arrives at; an episode terminates after `episode_length` step
 truncated by the TimeLimit at `max_episode_steps`. Every value in a rollout is therefore
 predictable, which makes data-path checks exact.
 
+`CountingLives-v0`: Counting with three "lives" per game, like an Atari game under episodic
+life: each 5-step life ends with terminated=True, and `info["game_over"]` is True only at the
+end of the third life.
+
 `Faulty-v0`: CartPole that raises RuntimeError("faulty env") after `fail_after` steps.
 """
 
@@ -37,6 +41,25 @@ class CountingEnv(gym.Env):
         return self._obs(), float(self.count), self.count >= self.episode_length, False, {}
 
 
+class CountingLivesEnv(CountingEnv):
+    LIVES = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lives_lost = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self.lives_lost == self.LIVES:
+            self.lives_lost = 0
+        obs, _ = super().reset(seed=seed, options=options)
+        return obs, {"game_over": False}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, _ = super().step(action)
+        self.lives_lost += int(terminated)
+        return obs, reward, terminated, truncated, {"game_over": self.lives_lost == self.LIVES}
+
+
 class FaultyEnv(gym.Wrapper):
     def __init__(self, fail_after: int = 50) -> None:
         super().__init__(gym.make("CartPole-v1"))
@@ -53,5 +76,6 @@ class FaultyEnv(gym.Wrapper):
 if "Counting-v0" not in gym.registry:
     gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=100)
     gym.register("Faulty-v0", entry_point=FaultyEnv)
+    gym.register("CountingLives-v0", entry_point=CountingLivesEnv)
     gym.register("CountingTruncated-v0", entry_point=CountingEnv,
                  kwargs={"episode_length": 1000}, max_episode_steps=6)

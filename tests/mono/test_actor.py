@@ -105,3 +105,21 @@ def test_gumbel_sampling_matches_softmax_frequencies() -> None:
 def test_unknown_env_id_says_how_to_list_ids() -> None:
     with pytest.raises(ValueError, match="python -m beast.envs"):
         make_vector_env("NoSuchEnv-v0", 2)
+
+
+def test_episodic_life_reports_whole_games() -> None:
+    """A lost life is `terminated` for the learner, but the running return goes on until the
+    game is over, and finished_episodes reports one episode per game."""
+    import tests.envs.counting_env  # noqa: F401
+
+    slots, _ = unrolls("CountingLives-v0", 8)
+    stream = concatenated(slots)
+    # Per life: counts 0..5 then the reset step; three lives per game (18 steps).
+    life_count = np.arange(len(stream["obs"])) % 6
+    game_step = np.arange(len(stream["obs"])) % 18
+    np.testing.assert_array_equal(stream["terminated"][:, 0], life_count == 5)
+    np.testing.assert_array_equal(stream["episode_step"][:, 0], game_step)
+    returns, lengths = zip(*(finished_episodes(s) for s in slots))
+    returns, lengths = np.concatenate(returns), np.concatenate(lengths)
+    assert len(returns) == K * ((len(stream["obs"]) - 1) // 18)  # one per game, not per life
+    assert (returns == 3 * 15).all() and (lengths == 17).all()

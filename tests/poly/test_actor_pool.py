@@ -319,3 +319,20 @@ def test_recurrent_core_state_round_trips_and_is_recorded(counting):
             out = model(batch["obs"], batch["core_state"][0], batch["terminated"] | batch["truncated"])
         torch.testing.assert_close(out.policy_logits, batch["policy_logits"], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.baseline, batch["baseline"], atol=1e-5, rtol=1e-5)
+
+
+def test_game_over_from_the_server_drives_episode_sums_like_mono():
+    """Under episodic life the server sends game_over; the pool's episode sums restart only at
+    game ends, exactly as mono's UnrollWorker does from the info."""
+    lives = Server("tests.envs.counting_env:CountingLives-v0", K)
+    try:
+        n = 6
+        with Pipeline([lives.address]) as p:
+            got = [p.queue.dequeue() for _ in range(n)]
+    finally:
+        assert lives.stop() == 0
+    want = mono_unrolls("tests.envs.counting_env:CountingLives-v0", n)
+    assert any(u["terminated"].any() and (u["episode_step"] > 6).any() for u in got)
+    for u, (unroll, expected) in enumerate(zip(got, want)):
+        for key in expected:
+            np.testing.assert_array_equal(unroll[key], expected[key], err_msg=f"unroll {u} key {key}")
