@@ -7,7 +7,7 @@ from torch import nn
 
 from beast.config import ModelConfig
 from beast.models.agent import AgentOutput, PolicyValueNet
-from beast.models.atari import NATURE_MIN_SIZE, ImpalaResNet, NatureCNN
+from beast.models.atari import NATURE_MIN_SIZE, ImpalaResNet, NatureCNN, input_scale_for
 from beast.models.mlp import MLPTorso, PolicyValueMLP
 from beast.models.sampling import sample_actions
 
@@ -47,9 +47,9 @@ def build_model(observation_space: gym.Space, action_space: gym.Space,
         if min(obs_shape[1:]) < NATURE_MIN_SIZE:
             raise ValueError(f"--torso nature needs frames of at least {NATURE_MIN_SIZE}x{NATURE_MIN_SIZE}, "
                              f"got {obs_shape}; use --torso resnet")
-        torso = NatureCNN(obs_shape)
+        torso = NatureCNN(obs_shape, input_scale_for(observation_space))
     else:
-        torso = ImpalaResNet(obs_shape)
+        torso = ImpalaResNet(obs_shape, input_scale_for(observation_space))
     feature_size = torso.feature_size
     lstm_size = (feature_size if kind == "mlp" else IMAGE_LSTM_SIZE) if config.use_lstm else 0
     return PolicyValueNet(torso, feature_size, obs_shape, num_actions, lstm_size)

@@ -6,20 +6,27 @@
   blocks, then a 256-unit layer; stronger, slower, and fine on small grids such as MinAtar's
   10×10.
 
-Both take observations of any integer or bool dtype: uint8 pixels are scaled to [0, 1], bools
-and other values are cast as they are.
+Both cast observations to float and multiply them by `input_scale`: `input_scale_for(space)`
+maps integer observations to [0, 1] by their upper bound (1/255 for Atari pixels, 1 for
+MinAtar's 0/1 grids, which a fixed 1/255 would all but erase).
 """
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
 NATURE_MIN_SIZE = 36  # the smallest frame the Nature convolutions reduce to at least 1×1
 
 
-def as_float_image(obs: torch.Tensor) -> torch.Tensor:
-    return obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
+def input_scale_for(space: gym.spaces.Box) -> float:
+    """1 / the space's upper bound for integer (or bool) observations; 1 for float ones."""
+    if space.dtype == np.bool_ or np.issubdtype(space.dtype, np.integer):
+        high = float(np.max(space.high))
+        return 1.0 / high if high > 0 else 1.0
+    return 1.0
 
 
 def _flat_size(convs: nn.Module, obs_shape: tuple[int, ...]) -> int:
@@ -30,8 +37,10 @@ def _flat_size(convs: nn.Module, obs_shape: tuple[int, ...]) -> int:
 class NatureCNN(nn.Module):
     """[N, C, H, W] → [N, 512] features."""
 
-    def __init__(self, obs_shape: tuple[int, int, int], feature_size: int = 512) -> None:
+    def __init__(self, obs_shape: tuple[int, int, int], input_scale: float = 1.0,
+                 feature_size: int = 512) -> None:
         super().__init__()
+        self.input_scale = input_scale
         channels = obs_shape[0]
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
@@ -43,7 +52,7 @@ class NatureCNN(nn.Module):
         self.feature_size = feature_size
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.convs(as_float_image(obs)))
+        return self.fc(self.convs(obs.float() * self.input_scale))
 
 
 class _ResidualBlock(nn.Module):
@@ -61,9 +70,10 @@ class _ResidualBlock(nn.Module):
 class ImpalaResNet(nn.Module):
     """[N, C, H, W] → [N, 256] features; each stage halves the frame (rounding up)."""
 
-    def __init__(self, obs_shape: tuple[int, int, int], stage_channels: tuple[int, ...] = (16, 32, 32),
-                 feature_size: int = 256) -> None:
+    def __init__(self, obs_shape: tuple[int, int, int], input_scale: float = 1.0,
+                 stage_channels: tuple[int, ...] = (16, 32, 32), feature_size: int = 256) -> None:
         super().__init__()
+        self.input_scale = input_scale
         stages: list[nn.Module] = []
         in_channels = obs_shape[0]
         for out_channels in stage_channels:
@@ -79,4 +89,4 @@ class ImpalaResNet(nn.Module):
         self.feature_size = feature_size
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.convs(as_float_image(obs)))
+        return self.fc(self.convs(obs.float() * self.input_scale))

@@ -18,7 +18,7 @@ from beast.mono.actor import UnrollWorker
 from beast.rollout import RolloutSpec
 
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-MINATAR = gym.spaces.Box(0, 1, (4, 10, 10), bool)
+MINATAR = gym.spaces.Box(0, 1, (4, 10, 10), np.uint8)  # as beast.envs.minatar serves it
 FLAT = gym.spaces.Box(-1, 1, (3,), np.float32)
 ACTIONS = gym.spaces.Discrete(6)
 
@@ -35,10 +35,14 @@ def test_image_models_pick_their_torso_and_shape_outputs(space, torso, torso_typ
     assert out.core_state is None and torch.isfinite(out.policy_logits).all()
 
 
-def test_uint8_frames_are_scaled_to_unit_range() -> None:
-    torso = NatureCNN((4, 84, 84))
-    frames = torch.full((1, 4, 84, 84), 255, dtype=torch.uint8)
-    torch.testing.assert_close(torso(frames), torso(torch.ones(1, 4, 84, 84)))
+@pytest.mark.parametrize(("space", "high"), [(ATARI, 255), (MINATAR, 1)])
+def test_integer_observations_are_scaled_by_their_upper_bound(space, high) -> None:
+    """Atari pixels by 255, MinAtar's 0/1 grids not at all: both reach the convolutions in [0, 1]."""
+    model = build_model(space, ACTIONS, ModelConfig())
+    full = torch.full((1, *space.shape), high, dtype=torch.uint8)
+    unit = model.torso.fc(model.torso.convs(torch.ones(1, *space.shape)))  # 1.0, unscaled
+    torch.testing.assert_close(model.torso(full), unit)
+    assert model.torso.input_scale == pytest.approx(1 / high)
 
 
 def test_flat_observations_keep_the_mlp_and_bad_choices_say_why() -> None:
