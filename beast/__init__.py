@@ -23,9 +23,11 @@ _PUBLIC = {
     "ModelConfig": "beast.config",
     "OptimConfig": "beast.config",
     "PolicyValueMLP": "beast.models",
+    "PolicyValueNet": "beast.models",
     "RolloutSpec": "beast.rollout",
     "RunConfig": "beast.config",
     "build_model": "beast.models",
+    "make_vector_env": "beast.envs",
 }
 
 __all__ = sorted(_PUBLIC)
