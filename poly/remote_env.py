@@ -82,7 +82,10 @@ class RemoteVectorEnv(VectorEnv):
         results = self._each(lambda client, a: client.step(a), chunks)
         joined = {key: np.concatenate([r[key] for r in results])
                   for key in ("obs", "reward", "terminated", "truncated")}
-        return (joined["obs"], joined["reward"], joined["terminated"], joined["truncated"], {})
+        info = {}
+        if all("game_over" in r for r in results):  # episodic life (see beast.envs.atari)
+            info["game_over"] = np.concatenate([r["game_over"] for r in results])
+        return (joined["obs"], joined["reward"], joined["terminated"], joined["truncated"], info)
 
     def close_extras(self, **kwargs: Any) -> None:
         for client in self.clients:

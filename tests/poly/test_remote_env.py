@@ -55,3 +55,20 @@ def test_spaces_come_from_the_server_spec_without_env_id(acrobot_servers) -> Non
 def test_no_address_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one"):
         RemoteVectorEnv([])
+
+
+def test_game_over_reaches_the_info_under_episodic_life() -> None:
+    """A lost life is `terminated`; only the third one (the game's end) has game_over set."""
+    server = Server("tests.envs.counting_env:CountingLives-v0", 2)
+    env = RemoteVectorEnv([server.address])
+    try:
+        env.reset(seed=0)
+        terminated, game_over = [], []
+        for _ in range(18):  # three 5-step lives, each followed by its reset step
+            _, _, term, _, info = env.step(np.zeros(2, np.int64))
+            terminated.append(term[0])
+            game_over.append(info["game_over"][0])
+    finally:
+        env.close()
+        assert server.stop() == 0
+    assert sum(terminated) == 3 and game_over.count(True) == 1 and game_over[16]
