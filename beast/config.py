@@ -36,7 +36,8 @@ def _check(condition: bool, message: str) -> None:
 @dataclasses.dataclass
 class EnvConfig:
     env: str = "CartPole-v1"
-    """Gymnasium environment id (`python -m beast.envs` lists the registered ids)."""
+    """Environment id: a Gymnasium id (`python -m beast.envs` lists them), or with
+    --env-backend envpool an envpool task id (`python -m beast.envs --backend envpool`)."""
 
     num_envs: int = 64
     """Environments stepped together by each actor, with one batched inference call per step."""

@@ -16,16 +16,22 @@ from beast.models import build_model, sample_actions
 
 @torch.inference_mode()
 def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[float]:
-    """Returns of `episodes` complete episodes (whole games), acting by sampling the trained policy."""
+    """Returns of `episodes` complete episodes, acting by sampling the trained policy.
+
+    The envs are built as in training (so a recurrent model's state is cleared where it was in
+    training, lost lives included under --episodic-life), and returns are whole games, summed
+    until `game_over` as the actors do.
+    """
     config = Config.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    envs = make_vector_env_from_config(config.env, min(episodes, 16), episodic_life=False)
+    envs = make_vector_env_from_config(config.env, min(episodes, 16))
     model = build_model(envs.single_observation_space, envs.single_action_space, config.model)
     model.load_state_dict(load_checkpoint(run_dir)["learner"]["model"])
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=seed)
     running = np.zeros(envs.num_envs)
-    ended = np.zeros(envs.num_envs, bool)
+    ended = np.zeros(envs.num_envs, bool)  # o_t ended a (learning) episode
+    game_over = np.zeros(envs.num_envs, bool)
     core_state = model.initial_state(envs.num_envs)  # carried and cleared as in the actors
     returns: list[float] = []
     while len(returns) < episodes:
@@ -35,9 +41,10 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[floa
             output = model(torch.from_numpy(obs)[None], core_state, torch.from_numpy(ended)[None])
             logits, core_state = output.policy_logits[0], output.core_state
         actions = sample_actions(logits, generator)
-        obs, reward, terminated, truncated, _ = envs.step(actions.numpy())
-        running = np.where(ended, 0.0, running + reward)  # next-step autoreset: reset step
+        obs, reward, terminated, truncated, info = envs.step(actions.numpy())
+        running = np.where(game_over, 0.0, running + reward)  # next-step autoreset: reset step
         ended = terminated | truncated
-        returns.extend(running[ended].tolist())
+        game_over = np.asarray(info["game_over"], bool) if "game_over" in info else ended
+        returns.extend(running[game_over].tolist())
     envs.close()
     return returns[:episodes]

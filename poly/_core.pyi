@@ -181,8 +181,8 @@ class ActorPool:
     float, "baseline": [K] float, "policy_version": [K] int}``; the thread writes entry t and
     steps the envs with the action. Every T steps it enqueues an unroll with exactly the keys of
     ``beast.rollout.RolloutSpec``, each ``[T+1, K, ...]`` (entry 0 repeats the previous unroll's
-    last entry; episode sums restart at the step after an episode ended, as in mono's
-    ``UnrollWorker``). Use ``BatchingQueue(capacity, batch_dim=1, stack=False)``. All servers must
+    last entry; episode sums restart at the step after an episode ended, or a game when the env
+    sends ``game_over``, as in mono's ``UnrollWorker``). Use ``BatchingQueue(capacity, batch_dim=1, stack=False)``. All servers must
     serve the same K and specs (Discrete actions).
 
     The first exception in any thread stops the others; ``check()`` raises it as RuntimeError

@@ -12,7 +12,8 @@ Ids and backends:
   (beast/envs/atari.py); `MinAtar/Breakout-v1` etc. with channels-first obs (beast/envs/minatar.py).
 - backend "envpool": envpool's C++ pools (beast/envs/envpool.py); `ALE/Pong-v5` maps to envpool's
   `Pong-v5` with the same preprocessing, other ids are envpool task ids.
-Image observations are always [C, H, W]. The optional packages are imported only for ids that
+The Atari, MinAtar and envpool adapters serve images as [C, H, W] (the image torsos expect
+that; a plain Gymnasium id is served as it is). The optional packages are imported only for ids that
 need them; a missing one raises MissingExtraError saying what to install.
 """
 
@@ -159,8 +160,7 @@ def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
     """`num_envs` copies of `env_id` as one next-step autoreset vector env.
 
     Seed it with `env.reset(seed=s)`: environment i then gets seed s + i. A single env with
-    array observations comes as a SingleEnvVector, the cheapest wrapper with the same semantics
-    (except with `episodic_life`: SingleEnvVector drops infos, and `game_over` must get through).
+    array observations comes as a SingleEnvVector, the cheapest wrapper with the same semantics.
     Plain Gymnasium ids use their native vectorised env if they have one.
 
     `episodic_life` and `sticky_actions` apply to Atari ids only (ValueError otherwise). With
@@ -172,7 +172,7 @@ def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
     if factory is not None:
-        if num_envs == 1 and not episodic_life:
+        if num_envs == 1:
             return SingleEnvVector(factory())
         return gym.vector.SyncVectorEnv([factory] * num_envs,
                                         autoreset_mode=AutoresetMode.NEXT_STEP)
@@ -193,7 +193,7 @@ def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
 
 def make_env(env_id: str, *, episodic_life: bool = False, sticky_actions: bool = False
              ) -> gym.Env:
-    """One environment, for evaluation, preprocessed exactly as in `make_vector_env`."""
+    """One environment, preprocessed exactly as in `make_vector_env` (e.g. for its spaces)."""
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
     return factory() if factory is not None else gym.make(name)

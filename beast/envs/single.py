@@ -6,6 +6,7 @@ copies around a ~7 µs CartPole step, and CartPole's numpy-vectorised env ~40 µ
 size. This adapter keeps exactly SyncVectorEnv's next-step autoreset semantics and seeding (a
 test steps the two side by side) at a fraction of that cost. It handles array (Box)
 observations, which is every env Beast trains on; other spaces go through SyncVectorEnv.
+Of the env's info it keeps only `game_over` (episodic life, beast.envs.atari), as a [1] array.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from gymnasium.vector.utils import batch_space
 
 
 class SingleEnvVector(gym.vector.VectorEnv):
-    """`env` as a `num_envs == 1` vector env in next-step autoreset mode; infos are dropped."""
+    """`env` as a `num_envs == 1` vector env in next-step autoreset mode; infos are dropped
+    except `game_over`."""
 
     metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
@@ -49,13 +51,14 @@ class SingleEnvVector(gym.vector.VectorEnv):
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         if self._needs_reset:  # the placeholder step: the action is ignored
-            obs, _ = self.env.reset()
+            obs, info = self.env.reset()
             reward, terminated, truncated = 0.0, False, False
         else:
-            obs, reward, terminated, truncated, _ = self.env.step(actions[0])
+            obs, reward, terminated, truncated, info = self.env.step(actions[0])
         self._needs_reset = bool(terminated or truncated)
+        kept = {"game_over": np.array([info["game_over"]], np.bool_)} if "game_over" in info else {}
         return (self._batch(obs), np.array([reward], dtype=np.float64),
-                np.array([terminated], dtype=np.bool_), np.array([truncated], dtype=np.bool_), {})
+                np.array([terminated], dtype=np.bool_), np.array([truncated], dtype=np.bool_), kept)
 
     def close_extras(self, **kwargs: Any) -> None:
         self.env.close()

@@ -34,7 +34,7 @@ class LSTMCore(nn.Module):
         return (2, self.num_layers, self.hidden_size)
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
-        return torch.zeros(batch_size, *self.state_shape)
+        return self.lstm.weight_hh_l0.new_zeros(batch_size, *self.state_shape)
 
     def forward(self, features: torch.Tensor, state: torch.Tensor,
                 done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

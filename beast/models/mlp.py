@@ -1,14 +1,13 @@
 """Policy-value MLP for flat observations and discrete actions.
 
-Its sizes come from the environment's spaces (`from_spaces`), never from constants, so the same
-code serves CartPole, Acrobot or any Box-observation / Discrete-action task.
+`build_model` sizes it from the environment's spaces, never from constants, so the same code
+serves CartPole, Acrobot or any Box-observation / Discrete-action task.
 """
 
 from __future__ import annotations
 
 import math
 
-import gymnasium as gym
 import torch
 from torch import nn
 
@@ -63,17 +62,6 @@ class PolicyValueMLP(nn.Module):
                             else _mlp(self.obs_size, hidden_sizes, activation))
         self.policy = linear_head(width, num_actions, gain=0.01)
         self.baseline = linear_head(width, 1, gain=1.0)
-
-    @classmethod
-    def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space,
-                    hidden_sizes: tuple[int, ...] = (64, 64), activation: str = "tanh",
-                    shared_torso: bool = False) -> "PolicyValueMLP":
-        if not isinstance(observation_space, gym.spaces.Box):
-            raise ValueError(f"the MLP needs a Box observation space, got {observation_space}")
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise ValueError(f"the MLP policy needs a Discrete action space, got {action_space}")
-        return cls(observation_space.shape, int(action_space.n), hidden_sizes, activation,
-                   shared_torso)
 
     core_state_shape = None  # feed-forward
 

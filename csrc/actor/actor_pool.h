@@ -5,9 +5,12 @@
 //   EnvClient(address) -> reset(seed + index * K)
 //   loop:
 //     DynamicBatcher.compute({"obs": [K, *obs_shape], "reward": [K] f32,
-//                             "terminated": [K] bool, "truncated": [K] bool})
+//                             "terminated": [K] bool, "truncated": [K] bool
+//                             [, "core_state": [K, *S] f32]})
 //       -> {"action": [K] int, "policy_logits": [K, A] float,
-//           "baseline": [K] float, "policy_version": [K] int}
+//           "baseline": [K] float, "policy_version": [K] int
+//           [, "core_state": [K, *S] f32]}
+//     (core_state only for a recurrent model: see the constructor)
 //     write entry t of the unroll (env output o_t + agent output at o_t)
 //     EnvClient.step(action) -> the next env output
 //     after T+1 entries: BatchingQueue.enqueue(unroll); the last entry is
@@ -15,11 +18,13 @@
 // An unroll holds exactly the keys of beast.rollout.RolloutSpec, each
 // [T+1, K, ...]: obs (the env's dtype), reward f32, terminated bool,
 // truncated bool, episode_return f32, episode_step int32, action int64,
-// policy_logits f32 [.., A], baseline f32, policy_version int64. The
+// policy_logits f32 [.., A], baseline f32, policy_version int64 (and
+// core_state f32 [.., *S] for a recurrent model). The
 // inference side stamps policy_version with the weights it used; the pool
 // casts outputs to these dtypes (a float action is refused, not truncated).
 // episode_return / episode_step are running sums that restart at the step
-// after an episode ended (next-step autoreset), as in mono's UnrollWorker.
+// after an episode ended (next-step autoreset), as in mono's UnrollWorker;
+// when the env sends "game_over" (episodic life), only after a game ended.
 // The learner queue is meant to be BatchingQueue(capacity, 1, stack = false),
 // so a batch of n unrolls is [T+1, n*K, ...]. Every connection must serve
 // the same K and the same specs.

@@ -37,8 +37,8 @@ Each thread: connect, ``reset(seed + i * K)`` (connection i), then loop:
 the envs with the action. Every T steps it enqueues one unroll, a dict with
 exactly the keys of ``beast.rollout.RolloutSpec``, each ``[T+1, K, ...]``
 (entry 0 repeats the previous unroll's last entry; episode_return and
-episode_step restart at the step after an episode ended, as in mono's
-``UnrollWorker``). Create the queue as ``BatchingQueue(capacity,
+episode_step restart at the step after an episode ended, or after a game
+ended when the env sends ``game_over``, as in mono's ``UnrollWorker``). Create the queue as ``BatchingQueue(capacity,
 batch_dim=1, stack=False)`` so batches are ``[T+1, B*K, ...]``. Every server
 must serve the same K and specs (Discrete actions).
 

@@ -6,6 +6,7 @@
 //   ArrayMap first = client.reset(seed);           // {"obs": [K, ...]}
 //   for (;;) ArrayMap out = client.step(action);   // action [K, *action_shape]
 //                                                  // {"obs", "reward", "terminated", "truncated"}
+//                                                  // (+ "game_over" under episodic life)
 //   client.close();                                // CLOSE, then the socket
 //
 // Failures throw:

@@ -5,7 +5,8 @@
 // What flows through it, per connection:
 //   client HELLO        -> factory() -> session; server sends SPEC (session->spec())
 //   client RESET {seed} -> session->reset(arrays) -> STEP_RESULT {obs}
-//   client STEP {action}-> session->step(arrays)  -> STEP_RESULT {obs, reward, terminated, truncated}
+//   client STEP {action}-> session->step(arrays)  -> STEP_RESULT {obs, reward, terminated, truncated
+//                                                                  [, game_over]}
 //   client CLOSE / EOF  -> the session is destroyed, the connection closed
 // A session that throws EnvError (or any std::exception) answers that one
 // request with an ERROR frame carrying what() (for Python envs, the

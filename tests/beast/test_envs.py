@@ -52,3 +52,12 @@ def test_other_observation_spaces_use_sync_vector_env() -> None:
     assert not isinstance(env, SingleEnvVector)
     assert env.num_envs == 1
     env.close()
+
+
+def test_single_env_vector_keeps_game_over() -> None:
+    """Episodic life must survive the one-env fast path: game_over only at the game's end."""
+    env = make_vector_env("CountingLives-v0", 1)
+    assert isinstance(env, SingleEnvVector)
+    env.reset(seed=0)
+    flags = [bool(env.step(np.array([0]))[4]["game_over"][0]) for _ in range(18)]
+    assert flags == [i == 16 for i in range(18)]  # three 5-step lives, each + a reset step

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tests.envs.counting_env  # noqa: F401  (registers the counting envs)
-from beast.config import ModelConfig
+from beast.config import LossConfig, ModelConfig, OptimConfig
 from beast.envs import make_vector_env
 from beast.models import PolicyValueMLP, PolicyValueNet, build_model
 from beast.models.atari import ImpalaResNet, NatureCNN
@@ -133,3 +133,25 @@ def test_learner_replay_reproduces_the_actor_exactly() -> None:
             out = model(batch["obs"], batch["core_state"][0], done)
         torch.testing.assert_close(out.policy_logits, batch["policy_logits"], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.baseline, batch["baseline"], atol=1e-5, rtol=1e-5)
+
+
+def test_learner_feeds_the_loss_the_actors_outputs(monkeypatch) -> None:
+    """Learner.step replays from core_state[0] with the rollout's end flags: with the actor's
+    weights, the logits and values it hands the loss are the ones the actor acted with."""
+    import beast.learner
+
+    slots, model = recurrent_unrolls(2)
+    seen = {}
+    original = beast.learner.impala_loss
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(beast.learner, "impala_loss", capture)
+    learner = beast.learner.Learner(model, LossConfig(), OptimConfig(), total_steps=10**6)
+    batch = {k: torch.from_numpy(v) for k, v in slots[1].items()}
+    learner.step(batch)
+    torch.testing.assert_close(seen["learner_logits"].detach(), batch["policy_logits"][:-1],
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(seen["values"].detach(), batch["baseline"][:-1], atol=1e-5, rtol=1e-5)

@@ -61,3 +61,18 @@ def test_serial_run_resume_eval_and_plot(run_dir: Path) -> None:
     assert plotted.returncode == 0, plotted.stderr
     png = run_dir / "plot.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_eval_plays_whole_games_with_a_recurrent_model(run_dir: Path) -> None:
+    """CountingLives ends a learning episode at each of three lives (reward 1..5 per life) and
+    reports game_over at the third: --eval must report whole games (45), not lives (15)."""
+    lives = "tests.envs.counting_env:CountingLives-v0"
+    trained = run_cli("beast.mono", *FAST, "--env", lives, "--use-lstm", "--num-actors", "1",
+                      "--total-steps", "2000", "--savedir", str(run_dir.parent),
+                      "--run-name", run_dir.name)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    last = rows(run_dir)[-1]
+    assert float(last["mean_return"]) == 45.0
+    evaluated = run_cli("beast.mono", "--eval", str(run_dir), "--eval-episodes", "4")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "mean return over 4 episodes: 45.00" in evaluated.stdout
