@@ -36,6 +36,9 @@ def build_model(observation_space: gym.Space, action_space: gym.Space,
         raise ValueError(f"Beast policies need a Discrete action space, got {action_space}")
     obs_shape, num_actions = tuple(observation_space.shape), int(action_space.n)
     kind = choose_torso(obs_shape, config.torso)
+    if kind in ("nature", "resnet") and obs_shape[-1] <= 4 < obs_shape[0]:
+        raise ValueError(f"image observations of shape {obs_shape} look channels-last; Beast's "
+                         "image torsos take [C, H, W] (wrap the env with a transpose)")
     if kind == "mlp" and not config.use_lstm:
         return PolicyValueMLP(obs_shape, num_actions, config.hidden_sizes, config.activation,
                               config.shared_torso)

@@ -51,6 +51,8 @@ def test_flat_observations_keep_the_mlp_and_bad_choices_say_why() -> None:
         build_model(MINATAR, ACTIONS, ModelConfig(torso="nature"))
     with pytest.raises(ValueError, match="image observations"):
         build_model(FLAT, ACTIONS, ModelConfig(torso="resnet"))
+    with pytest.raises(ValueError, match="channels-last"):
+        build_model(gym.spaces.Box(0, 255, (210, 160, 3), np.uint8), ACTIONS, ModelConfig())
 
 
 def reference_lstm(core: LSTMCore, features: torch.Tensor, state: torch.Tensor,
