@@ -11,7 +11,8 @@ import torch
 from beast.checkpoint import load_checkpoint
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
-from beast.models import build_model, sample_actions
+from beast.models import act_step, build_model, sample_actions
+from beast.rollout import game_over
 
 
 @torch.inference_mode()
@@ -31,20 +32,17 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[floa
     obs, _ = envs.reset(seed=seed)
     running = np.zeros(envs.num_envs)
     ended = np.zeros(envs.num_envs, bool)  # o_t ended a (learning) episode
-    game_over = np.zeros(envs.num_envs, bool)
+    ended_game = np.zeros(envs.num_envs, bool)
     core_state = model.initial_state(envs.num_envs)  # carried and cleared as in the actors
     returns: list[float] = []
     while len(returns) < episodes:
-        if core_state is None:
-            logits = model(torch.from_numpy(obs)).policy_logits
-        else:
-            output = model(torch.from_numpy(obs)[None], core_state, torch.from_numpy(ended)[None])
-            logits, core_state = output.policy_logits[0], output.core_state
-        actions = sample_actions(logits, generator)
+        output = act_step(model, torch.from_numpy(obs), core_state, torch.from_numpy(ended))
+        core_state = output.core_state
+        actions = sample_actions(output.policy_logits, generator)
         obs, reward, terminated, truncated, info = envs.step(actions.numpy())
-        running = np.where(game_over, 0.0, running + reward)  # next-step autoreset: reset step
+        running = np.where(ended_game, 0.0, running + reward)  # next-step autoreset: reset step
         ended = terminated | truncated
-        game_over = np.asarray(info["game_over"], bool) if "game_over" in info else ended
-        returns.extend(running[game_over].tolist())
+        ended_game = game_over(terminated, truncated, info)
+        returns.extend(running[ended_game].tolist())
     envs.close()
     return returns[:episodes]

@@ -76,6 +76,14 @@ class RolloutSpec:
                 for name, f in self.fields.items()}
 
 
+def game_over(terminated: np.ndarray, truncated: np.ndarray, info: dict) -> np.ndarray:
+    """Where a vector env step ended a whole game: the env's `info["game_over"]` under episodic
+    life (a lost life is `terminated` while the game goes on), else terminated | truncated."""
+    if "game_over" in info:
+        return np.asarray(info["game_over"], bool)
+    return np.logical_or(terminated, truncated)
+
+
 def finished_episodes(rollout: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Returns and lengths of the episodes that ended at steps 0..T-1 of a [T+1, B] rollout.
 

@@ -22,7 +22,8 @@ from torch import nn
 
 from beast.config import EnvConfig, ModelConfig
 from beast.envs import make_vector_env_from_config
-from beast.models import build_model, sample_actions
+from beast.models import act_step, build_model, sample_actions
+from beast.rollout import game_over
 from beast.mono.shared import (RolloutHandle, SharedRollouts, SharedWeights, SyncBoard,
                                SyncBoardHandle, WeightsHandle)
 
@@ -59,21 +60,17 @@ class UnrollWorker:
 
     @torch.inference_mode()
     def _act(self, version: int) -> dict[str, np.ndarray]:
-        obs = torch.from_numpy(self.step["obs"])
-        if self.core_state is None:
-            output = self.model(obs)
-            logits, baseline = output.policy_logits, output.baseline
-            recurrent = {}
-        else:  # one time step; the state after it is cleared where o_t ends an episode
-            done = torch.from_numpy(self.step["terminated"] | self.step["truncated"])
-            output = self.model(obs[None], self.core_state, done[None])
-            logits, baseline = output.policy_logits[0], output.baseline[0]
-            recurrent = {"core_state": self.core_state.numpy()}
-            self.core_state = output.core_state
-        action = sample_actions(logits, self.generator)
-        return {"action": action.numpy(), "policy_logits": logits.numpy(),
-                "baseline": baseline.numpy(),
-                "policy_version": np.full(action.shape, version, np.int64), **recurrent}
+        done = torch.from_numpy(self.step["terminated"] | self.step["truncated"])
+        acted_from = self.core_state
+        output = act_step(self.model, torch.from_numpy(self.step["obs"]), acted_from, done)
+        self.core_state = output.core_state
+        action = sample_actions(output.policy_logits, self.generator)
+        agent = {"action": action.numpy(), "policy_logits": output.policy_logits.numpy(),
+                 "baseline": output.baseline.numpy(),
+                 "policy_version": np.full(action.shape, version, np.int64)}
+        if acted_from is not None:
+            agent["core_state"] = acted_from.numpy()
+        return agent
 
     def _env_step(self, action: np.ndarray) -> None:
         previous = self.step
@@ -82,8 +79,7 @@ class UnrollWorker:
         # Next-step autoreset: after an ended episode this step is the reset (reward 0). The
         # running sums restart only where the game ended: under --episodic-life a lost life is
         # `terminated` for the learner while the game and its return go on (info["game_over"]).
-        game_over = info.get("game_over")
-        self.game_over = (terminated | truncated) if game_over is None else np.asarray(game_over, bool)
+        self.game_over = game_over(terminated, truncated, info)
         self.step = {
             "obs": obs,
             "reward": np.asarray(reward, np.float32),

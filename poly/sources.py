@@ -36,7 +36,7 @@ from torch import nn
 
 from beast.config import Config, EnvConfig
 from beast.learner import Learner
-from beast.models import sample_actions
+from beast.models import act_step, sample_actions
 from beast.sync import controller_from_config, kl_per_slot, sync_metrics
 from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
 
@@ -56,8 +56,8 @@ class EnvServerProcess:
     """`python -m beast.poly.env_server` on a free local port; stopped with SIGTERM."""
 
     def __init__(self, env: EnvConfig) -> None:
-        flags = [f"--{name.replace('_', '-')}" for name in ("episodic_life", "sticky_actions")
-                 if getattr(env, name)]
+        flags = (["--episodic-life"] if env.episodic_life else []) + (
+            ["--sticky-actions"] if env.sticky_actions else [])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "beast.poly.env_server", "--env", env.env,
              "--num-envs", str(env.num_envs), "--env-backend", env.env_backend,
@@ -103,25 +103,22 @@ class InferenceThread:
                 batch.set_error(self.error)
 
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        obs = torch.from_numpy(inputs["obs"])  # [n, K, *obs_shape]
-        recurrent = "core_state" in inputs
-        if recurrent:  # one time step over the n*K envs, as mono's UnrollWorker does it
-            lead = obs.shape[:2]
-            done = torch.from_numpy(inputs["terminated"] | inputs["truncated"]).reshape(1, -1)
-            state = torch.from_numpy(inputs["core_state"]).flatten(0, 1)
-            obs = obs.flatten(0, 1)[None]
+        """One time step over the n*K envs of a batch ([n, K, ...] inputs), as mono's actors act."""
+        obs = torch.from_numpy(inputs["obs"])
+        lead = obs.shape[:2]
+        done = torch.from_numpy(inputs["terminated"] | inputs["truncated"]).flatten()
+        state = (torch.from_numpy(inputs["core_state"]).flatten(0, 1)
+                 if "core_state" in inputs else None)
         with self.lock:
-            output = self.model(obs, state, done) if recurrent else self.model(obs)
+            output = act_step(self.model, obs.flatten(0, 1), state, done)
             version = self.version
-        logits, baseline = output.policy_logits, output.baseline
-        outputs = {}
-        if recurrent:
-            logits, baseline = logits[0].unflatten(0, lead), baseline[0].unflatten(0, lead)
-            outputs["core_state"] = output.core_state.unflatten(0, lead).numpy()
+        logits, baseline = output.policy_logits.unflatten(0, lead), output.baseline.unflatten(0, lead)
         action = sample_actions(logits, self.generator)
-        outputs.update({"action": action.numpy(), "policy_logits": logits.numpy(),
-                        "baseline": baseline.numpy(),
-                        "policy_version": np.full(action.shape, version, np.int64)})
+        outputs = {"action": action.numpy(), "policy_logits": logits.numpy(),
+                   "baseline": baseline.numpy(),
+                   "policy_version": np.full(action.shape, version, np.int64)}
+        if output.core_state is not None:
+            outputs["core_state"] = output.core_state.unflatten(0, lead).numpy()
         return outputs
 
     def load(self, learner: Learner) -> None:

@@ -6,12 +6,13 @@ import gymnasium as gym
 from torch import nn
 
 from beast.config import ModelConfig
-from beast.models.agent import AgentOutput, PolicyValueNet
+from beast.models.agent import AgentOutput, PolicyValueNet, act_step
 from beast.models.atari import NATURE_MIN_SIZE, ImpalaResNet, NatureCNN, input_scale_for
 from beast.models.mlp import MLPTorso, PolicyValueMLP
 from beast.models.sampling import sample_actions
 
-__all__ = ["AgentOutput", "PolicyValueMLP", "PolicyValueNet", "build_model", "sample_actions"]
+__all__ = ["AgentOutput", "PolicyValueMLP", "PolicyValueNet", "act_step", "build_model",
+           "sample_actions"]
 
 IMAGE_LSTM_SIZE = 256
 

@@ -33,6 +33,20 @@ def linear_head(width: int, outputs: int, gain: float) -> nn.Linear:
     return linear
 
 
+def act_step(model: nn.Module, obs: torch.Tensor, core_state: torch.Tensor | None,
+             done: torch.Tensor) -> AgentOutput:
+    """One time step for B envs, as actors, PolyBeast's inference and `--eval` take it.
+
+    obs [B, *obs_shape]; done [B]: o_t ended an episode (the state after this step is cleared
+    there). Returns outputs [B, ...] and the state entering the next step (None when the
+    model is feed-forward, whose `core_state` is None too).
+    """
+    if core_state is None:
+        return model(obs)
+    output = model(obs[None], core_state, done[None])
+    return AgentOutput(output.policy_logits[0], output.baseline[0], output.core_state)
+
+
 class PolicyValueNet(nn.Module):
     """A shared torso (features of size `feature_size`), an optional LSTM, policy and value heads."""
 
