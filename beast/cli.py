@@ -1,16 +1,20 @@
 """The command line both launchers share: train, `--resume RUN_DIR`, `--eval RUN_DIR`.
 
-A runtime's `__main__` supplies only what differs — how to build its batch source, and what to
-do before training starts:
+A runtime's `__main__` supplies only what differs — how to build its batch source, which
+config groups it has flags for, and its own config rules:
 
-    sys.exit(run_cli("beast.mono", DESCRIPTION, make_source, argv))
+    sys.exit(run_cli("beast.mono", DESCRIPTION, make_source, argv, skip=("poly",), check=check_mono))
 
 Heavy imports (torch) happen after parsing, so a bad flag fails in a fraction of a second.
+Every user error (a bad flag, an env or space Beast cannot take, a missing extra) is one
+line and exit code 2, before anything is written; a run that fails before its first learner
+step removes the run directory it created.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +26,8 @@ from beast.envs.make import check_env_config
 SourceFactory = Callable[[Config], Callable[..., Any]]
 
 
-def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, ...] = ()
+def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, ...] = (),
+          check: Callable[[Config], None] | None = None
           ) -> tuple[Config, str | None, str | None]:
     """The config (defaults, or a saved run's, updated with typed flags) and the mode."""
     parser = build_parser(prog, description, skip)
@@ -45,29 +50,46 @@ def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, 
             base = Config.from_dict(json.loads(config_path.read_text()))
         config = config_from_args(args, base)
         check_env_config(config.env)
-    except ValueError as exc:  # ConfigError, UnknownEnvError, Atari-only flags elsewhere
+        if check is not None:
+            check(config)
+    except (ValueError, TypeError) as exc:  # ConfigError, UnknownEnvError, an old config.json
         parser.error(str(exc))
     return config, resume, evaluate
 
 
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run_cli(prog: str, description: str, make_source: SourceFactory,
-            argv: list[str] | None = None, skip: tuple[str, ...] = ()) -> int:
+            argv: list[str] | None = None, skip: tuple[str, ...] = (),
+            check: Callable[[Config], None] | None = None) -> int:
     """Parse, then evaluate or train (fresh or resumed); returns the process exit code.
-    Config groups in `skip` get no flags (e.g. MonoBeast skips the poly group)."""
-    config, resume, evaluate_dir = parse(prog, description, argv, skip)
+    Config groups in `skip` get no flags (e.g. MonoBeast skips the poly group); `check` is
+    the runtime's own cross-group validation."""
+    config, resume, evaluate_dir = parse(prog, description, argv, skip, check)
     if evaluate_dir:
         from beast.evaluate import evaluate
 
-        returns = evaluate(evaluate_dir, config.run.eval_episodes)
+        returns = evaluate(evaluate_dir, config.eval.eval_episodes)
         print(f"mean return over {len(returns)} episodes: {sum(returns) / len(returns):.2f}")
         return 0
-    from beast.training import prepare_run_dir, run_training
+    from beast.training import build_env_model, prepare_run_dir, run_training
 
+    try:  # make one env and the model before anything is written
+        probe = build_env_model(config)
+    except Exception as exc:  # an env that cannot be made here, a space Beast cannot take
+        return _fail(prog, f"cannot make {config.env.env}: {exc}".splitlines()[0])
     source_factory = make_source(config)
     try:
-        run_dir = prepare_run_dir(config, resume=bool(resume), run_dir=resume)
-    except FileExistsError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        run_dir, created = prepare_run_dir(config, resume=bool(resume), run_dir=resume)
+    except (FileExistsError, ValueError, OSError) as exc:
+        return _fail(prog, str(exc))
     print(f"[beast] run directory: {run_dir}", file=sys.stderr)
-    return run_training(config, run_dir, source_factory, resume=bool(resume))
+    code, started = run_training(config, run_dir, source_factory, probe, resume=bool(resume))
+    if created and not started:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"[beast] the run stopped before its first learner step; removed {run_dir}",
+              file=sys.stderr)
+    return code

@@ -19,6 +19,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
 import sys
 import textwrap
 from typing import Any, get_args, get_origin, get_type_hints
@@ -78,6 +79,10 @@ class ModelConfig:
     """Add an LSTM core after the torso; its state is reset where episodes end and carried in
     the rollout (`core_state`), the same way in actors, learner and --eval."""
 
+    model_factory: str | None = None
+    """module:function building your own model from (observation_space, action_space,
+    ModelConfig), used by actors, learner and --eval alike; default: Beast's build_model."""
+
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
         _check(len(self.hidden_sizes) >= 1, "--hidden-sizes needs at least one layer width")
@@ -87,10 +92,15 @@ class ModelConfig:
                f"--activation must be tanh or relu (got {self.activation!r})")
         _check(self.torso in ("auto", "mlp", "nature", "resnet"),
                f"--torso must be auto, mlp, nature or resnet (got {self.torso!r})")
+        _check(self.model_factory is None or ":" in self.model_factory,
+               f"--model-factory must be module:function (got {self.model_factory!r})")
 
 
 @dataclasses.dataclass
 class LossConfig:
+    objective: str = "impala"
+    """What the learner minimises (beast.objectives): impala (V-trace actor-critic)."""
+
     discount: float = 0.99
     """Discount factor gamma; terminations zero it, truncations do not."""
 
@@ -112,15 +122,23 @@ class LossConfig:
     vtrace_lambda: float = 1.0
     """V-trace lambda (1 = the paper's estimator; lower mixes in shorter returns)."""
 
+    reward_scale: float = 1.0
+    """Multiply rewards by this in the learner, before --reward-clip (e.g. 0.1 for Pendulum's
+    [-16, 0] rewards keeps value targets near 1); reported returns stay the env's."""
+
     reward_clip: str = "none"
     """Rewards as the learner sees them: none, abs_one (clamp to [-1, 1]; the usual Atari
     setting) or soft (5*tanh(r/5)). Reported episode returns stay the true game returns."""
+
+    center_advantages: bool = False
+    """Subtract the batch mean from the policy-gradient advantages (see beast.algo.losses)."""
 
     reduction: str = "mean"
     """How loss terms reduce over time and batch: mean (default; the scale is independent of
     T and B so learning rates transfer) or sum (TorchBeast's scale)."""
 
     def __post_init__(self) -> None:
+        _check(self.objective in ("impala",), f"--objective must be impala (got {self.objective!r})")
         _check(0.0 <= self.discount <= 1.0, f"--discount must be in [0, 1] (got {self.discount})")
         for name in ("baseline_cost", "entropy_cost"):
             _check(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be >= 0")
@@ -128,6 +146,7 @@ class LossConfig:
             _check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0")
         _check(0.0 <= self.vtrace_lambda <= 1.0, "--vtrace-lambda must be in [0, 1]")
         _check(self.reduction in ("mean", "sum"), "--reduction must be mean or sum")
+        _check(self.reward_scale > 0, "--reward-scale must be > 0")
         _check(self.reward_clip in ("none", "abs_one", "soft"),
                f"--reward-clip must be none, abs_one or soft (got {self.reward_clip!r})")
 
@@ -167,20 +186,21 @@ class OptimConfig:
 
 @dataclasses.dataclass
 class RunConfig:
+    """Run control and the shape of the data, for either runtime."""
+
     num_actors: int = 1
-    """Actor processes; 0 runs actor and learner serially in the main process."""
+    """MonoBeast: actor processes (0 runs actor and learner serially in the main process).
+    PolyBeast: actor connections (C++ threads) to the env servers."""
 
     unroll_length: int = 32
-    """Steps T per unroll; each slot holds T+1 steps (step 0 repeats the previous unroll's last)."""
+    """Steps T per unroll; each holds T+1 steps (step 0 repeats the previous unroll's last)."""
 
     batch_size: int = 1
-    """Unrolls (slots of num_envs environments each) stacked per learner step."""
-
-    slots_per_actor: int = 2
-    """Shared rollout slots each actor owns; 2 lets an actor fill one while the learner reads one."""
+    """Unrolls (of num_envs environments each) stacked per learner step."""
 
     total_steps: int = 1_000_000
-    """Environment steps to train for (the step budget; also the linear LR decay horizon)."""
+    """Environment steps to train for, as the actors count them (the step budget; also the
+    linear LR decay horizon)."""
 
     target_return: float | None = None
     """Stop early once the mean return of the last 100 episodes reaches this value."""
@@ -203,30 +223,39 @@ class RunConfig:
     log_seconds: float = 5.0
     """Seconds between log rows (TensorBoard, logs.csv and the progress line)."""
 
-    max_actor_restarts: int = 5
-    """Actor deaths or env errors tolerated before the run stops with an error."""
-
-    eval_episodes: int = 10
-    """Episodes played by --eval."""
-
     def __post_init__(self) -> None:
         _check(self.num_actors >= 0, "--num-actors must be >= 0 (0 = serial mode)")
         _check(self.unroll_length >= 1, "--unroll-length must be >= 1")
         _check(self.batch_size >= 1, "--batch-size must be >= 1")
-        _check(self.slots_per_actor >= 1, "--slots-per-actor must be >= 1")
         _check(self.total_steps >= 1, "--total-steps must be >= 1")
         _check(self.device == "cpu" or self.device.startswith("cuda"),
                f"--device must be cpu or cuda[:N] (got {self.device!r})")
         _check(self.checkpoint_minutes > 0, "--checkpoint-minutes must be > 0")
         _check(self.log_seconds > 0, "--log-seconds must be > 0")
+
+
+@dataclasses.dataclass
+class MonoConfig:
+    """MonoBeast's runtime: shared rollout slots and actor supervision."""
+
+    slots_per_actor: int = 2
+    """Shared rollout slots each actor owns; 2 lets an actor fill one while the learner reads one."""
+
+    max_actor_restarts: int = 5
+    """Actor deaths or env errors tolerated before the run stops with an error."""
+
+    def __post_init__(self) -> None:
+        _check(self.slots_per_actor >= 1, "--slots-per-actor must be >= 1")
         _check(self.max_actor_restarts >= 0, "--max-actor-restarts must be >= 0")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    eval_episodes: int = 10
+    """Episodes played by --eval."""
+
+    def __post_init__(self) -> None:
         _check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
-        if self.num_actors > 0:
-            owned = self.num_actors * self.slots_per_actor
-            _check(owned > self.batch_size,
-                   f"--batch-size {self.batch_size} needs more than {self.batch_size} slots in all "
-                   f"so actors keep working while the learner reads; raise --num-actors or "
-                   f"--slots-per-actor (now {self.num_actors} x {self.slots_per_actor})")
 
 
 @dataclasses.dataclass
@@ -270,13 +299,20 @@ class PolyConfig:
     server_addresses: tuple[str, ...] = ()
     """PolyBeast: connect to these env servers (HOST:PORT or unix:/path) instead."""
 
+    net_spin_us: int = 0
+    """Microseconds a socket read busy-polls before blocking, here and in the env servers
+    started here (0: off, best on small machines; ~100 cuts a loopback round trip from ~100
+    to ~15 us). The BEAST_NET_SPIN_US variable, if set, overrides it."""
+
     def __post_init__(self) -> None:
         self.server_addresses = tuple(str(a) for a in self.server_addresses)
         _check(self.num_servers >= 1, "--num-servers must be >= 1")
+        _check(self.net_spin_us >= 0, "--net-spin-us must be >= 0")
 
 
 _GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig,
-           "optim": OptimConfig, "run": RunConfig, "sync": SyncConfig, "poly": PolyConfig}
+           "optim": OptimConfig, "run": RunConfig, "mono": MonoConfig, "eval": EvalConfig,
+           "sync": SyncConfig, "poly": PolyConfig}
 
 
 @dataclasses.dataclass
@@ -288,6 +324,8 @@ class Config:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    mono: MonoConfig = dataclasses.field(default_factory=MonoConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     sync: SyncConfig = dataclasses.field(default_factory=SyncConfig)
     poly: PolyConfig = dataclasses.field(default_factory=PolyConfig)
 
@@ -304,6 +342,18 @@ class Config:
     def steps_per_unroll(self) -> int:
         """Environment steps one slot carries (T x num_envs)."""
         return self.run.unroll_length * self.env.num_envs
+
+
+def check_mono(config: Config) -> None:
+    """MonoBeast's own cross-group rule: with actor processes, the slots must outnumber a
+    batch so actors keep working while the learner reads (PolyBeast has no slots)."""
+    run, mono = config.run, config.mono
+    if run.num_actors > 0:
+        owned = run.num_actors * mono.slots_per_actor
+        _check(owned > run.batch_size,
+               f"--batch-size {run.batch_size} needs more than {run.batch_size} slots in all "
+               f"so actors keep working while the learner reads; raise --num-actors or "
+               f"--slots-per-actor (now {run.num_actors} x {mono.slots_per_actor})")
 
 
 @functools.lru_cache(maxsize=None)
@@ -339,6 +389,17 @@ def _integer(text: str) -> int:
 _integer.__name__ = "int"  # argparse names the type in its error message
 
 
+def _finite_float(text: str) -> float:
+    """Parse a float flag; inf and nan are refused (an inf learning rate trains to NaN)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+_finite_float.__name__ = "finite float"
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -357,20 +418,29 @@ def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, hint: A
         return
     args = [a for a in get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
-    group.add_argument(_flag(field.name), type=_integer if base is int else base, help=help_text)
+    parse = {int: _integer, float: _finite_float}.get(base, base)
+    group.add_argument(_flag(field.name), type=parse, help=help_text)
 
 
-def build_parser(prog: str, description: str = "",
-                 skip: tuple[str, ...] = ()) -> OneLineErrorParser:
-    """An argparse parser with one flag per config field (groups in `skip` left out, e.g. the
-    poly group for MonoBeast); defaults are suppressed so that `config_from_args` can tell
-    typed flags from defaults (needed to override a resumed run)."""
-    parser = OneLineErrorParser(prog=prog, description=description,
+_GROUP_TITLES = {
+    "env": "environment", "model": "model", "loss": "objective and loss", "optim": "optimiser",
+    "run": "run control", "mono": "MonoBeast runtime", "eval": "evaluation (--eval)",
+    "sync": "weight synchronisation", "poly": "PolyBeast runtime",
+}
+
+
+def build_parser(prog: str, description: str = "", skip: tuple[str, ...] = (),
+                 only: tuple[str, ...] | None = None) -> OneLineErrorParser:
+    """An argparse parser with one flag per config field, grouped by component (groups in
+    `skip` left out, e.g. the poly group for MonoBeast; `only` keeps just those groups);
+    defaults are suppressed so that `config_from_args` can tell typed flags from defaults
+    (needed to override a resumed run). Abbreviations are off: `--lr` is not `--lr-decay`."""
+    parser = OneLineErrorParser(prog=prog, description=description, allow_abbrev=False,
                                 argument_default=argparse.SUPPRESS)
     for group_name, cls in _GROUPS.items():
-        if group_name in skip:
+        if group_name in skip or (only is not None and group_name not in only):
             continue
-        group = parser.add_argument_group(group_name)
+        group = parser.add_argument_group(_GROUP_TITLES[group_name])
         hints = get_type_hints(cls)
         docs = field_docs(cls)
         defaults = cls()
@@ -378,6 +448,30 @@ def build_parser(prog: str, description: str = "",
             _add_field(group, field, hints[field.name], docs.get(field.name, ""),
                        getattr(defaults, field.name))
     return parser
+
+
+def group_flags(group: Any) -> list[str]:
+    """Command-line flags that rebuild this config group exactly (e.g. a launcher passing its
+    EnvConfig to an env server process, whose parser is `build_parser(only=("env",))`)."""
+    flags: list[str] = []
+    for field in dataclasses.fields(group):
+        value = getattr(group, field.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            flags.append(_flag(field.name) if value else "--no-" + _flag(field.name)[2:])
+        elif isinstance(value, tuple):
+            if value:
+                flags += [_flag(field.name), *map(str, value)]
+        else:
+            flags += [_flag(field.name), str(value)]
+    return flags
+
+
+def group_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """One config group from the flags of a `build_parser(only=...)` parser; validates."""
+    given = vars(args)
+    return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
 
 
 def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from beast.acting import policy_step
 from beast.checkpoint import load_checkpoint
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
-from beast.models import act_step, build_model, sample_actions
+from beast.models.factory import build_configured_model
 from beast.rollout import game_over
 
 
@@ -25,7 +26,8 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[floa
     """
     config = Config.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
     envs = make_vector_env_from_config(config.env, min(episodes, 16))
-    model = build_model(envs.single_observation_space, envs.single_action_space, config.model)
+    model = build_configured_model(envs.single_observation_space, envs.single_action_space,
+                                   config.model)
     model.load_state_dict(load_checkpoint(run_dir)["learner"]["model"])
     model.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -36,10 +38,9 @@ def evaluate(run_dir: str | Path, episodes: int, seed: int = 12345) -> list[floa
     core_state = model.initial_state(envs.num_envs)  # carried and cleared as in the actors
     returns: list[float] = []
     while len(returns) < episodes:
-        output = act_step(model, torch.from_numpy(obs), core_state, torch.from_numpy(ended))
-        core_state = output.core_state
-        actions = sample_actions(output.policy_logits, generator)
-        obs, reward, terminated, truncated, info = envs.step(actions.numpy())
+        agent, core_state = policy_step(model, torch.from_numpy(obs), core_state,
+                                        torch.from_numpy(ended), generator, version=0)
+        obs, reward, terminated, truncated, info = envs.step(agent["action"].numpy())
         running = np.where(ended_game, 0.0, running + reward)  # next-step autoreset: reset step
         ended = terminated | truncated
         ended_game = game_over(terminated, truncated, info)

@@ -1,25 +1,31 @@
-"""The IMPALA learner: model + optimiser + V-trace loss. No processes, no threads, no I/O.
+"""The learner: one SGD step of a model on an objective. No processes, no threads, no I/O.
 
-Call loop (both runtimes)::
+The `Learner` owns the optimiser, the learning-rate schedule, gradient clipping, the policy
+version and the checkpoint state; the objective (beast.objectives) owns what the loss is.
 
-    learner = Learner(model, loss_config, optim_config, total_steps=..., device="cpu")
+Call loop (beast.training, both runtimes)::
+
+    learner = Learner(model, objective, optim_config, total_steps=..., device="cpu")
     while training:
-        batch = ...                      # dict of [T+1, B, ...] tensors (see beast.rollout)
-        metrics = learner.step(batch)    # one optimiser step; learner.version += 1
-        publish(learner.model, learner.version)   # runtime's job: actors pick the weights up
-    torch.save(learner.state_dict(), ...)         # checkpoints; load_state_dict to resume
+        batch = source.next_batch(...)               # [T+1, B, ...] tensors (beast.rollout)
+        result = learner.step(batch, env_steps)      # one optimiser step; version += 1
+        source.publish_weights(learner)              # the runtime makes the weights available
+        source.after_learner_step(result, learner.version)   # sync driver reads result.drift
+    learner.state_dict() / load_state_dict(...)      # checkpoints
+
+`env_steps` is the run's env-step count as the source counted it (beast.rollout.EpisodeCounter):
+the LR schedule follows the data produced, not the number of times a batch was used.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from beast.algo.losses import categorical_kl, clip_rewards, impala_loss
-from beast.config import LossConfig, OptimConfig
+from beast.config import OptimConfig
+from beast.objectives.impala import transition_mask
 
 
 def build_optimizer(params: Any, config: OptimConfig) -> torch.optim.Optimizer:
@@ -34,122 +40,100 @@ def linear_decay(initial: float, progress: float) -> float:
     return initial * max(0.0, 1.0 - progress)
 
 
+class StepResult(NamedTuple):
+    """What one learner step returns."""
+
+    metrics: dict[str, float]
+    """Scalars for the log: the objective's, the learner's own (learner/*), and counters."""
+    drift: torch.Tensor
+    """[T, B] KL(mu || pi) per step of the batch: what a sync controller reads (beast.sync)."""
+    valid: torch.Tensor
+    """[T, B] bool: the steps of `drift` that are real transitions."""
+
+
 class Learner:
-    """Owns the model being trained, its optimiser and the counters that checkpoints carry.
+    """Owns the model being trained, its objective, the optimiser and the policy version.
 
     `version` is the int64 policy version: +1 per optimiser step; rollouts record the version
     that produced each step, so the learner measures policy lag instead of guessing it.
     """
 
-    def __init__(self, model: nn.Module, loss: LossConfig, optim: OptimConfig, total_steps: int,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: nn.Module, objective: nn.Module, optim: OptimConfig,
+                 total_steps: int, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
-        self.loss_config = loss
+        self.objective = objective.to(self.device)
+        self.dist = model.dist
         self.optim_config = optim
         self.total_steps = total_steps
-        self.optimizer = build_optimizer(self.model.parameters(), optim)
+        self.parameters = [*self.model.parameters(), *self.objective.parameters()]
+        self.optimizer = build_optimizer(self.parameters, optim)
         self.version = 0
-        self.env_steps = 0
-        self.last_kl: torch.Tensor | None = None  # [T, B] KL(mu || pi) of the last step
-        self.last_valid: torch.Tensor | None = None  # [T, B] its real (unmasked) steps
 
-    def learning_rate(self) -> float:
+    def learning_rate(self, env_steps: int) -> float:
         if self.optim_config.lr_decay == "none":
             return self.optim_config.learning_rate
-        return linear_decay(self.optim_config.learning_rate, self.env_steps / self.total_steps)
+        return linear_decay(self.optim_config.learning_rate, env_steps / self.total_steps)
 
-    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One optimiser step on a [T+1, B] batch; returns scalar metrics."""
+    def step(self, batch: dict[str, torch.Tensor], env_steps: int) -> StepResult:
+        """One optimiser step on a [T+1, B] batch."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        cfg = self.loss_config
         # A recurrent model replays the unroll from the state its actor had at step 0; the
         # steps' own end flags clear the state where episodes end (beast.models.core).
         done = batch["terminated"] | batch["truncated"]
         core_state = batch["core_state"][0] if "core_state" in batch else None
         output = self.model(batch["obs"], core_state, done)
-        terminated_next = batch["terminated"][1:]
-        # With next-step autoreset the action taken at a final observation is ignored by the
-        # env, so transition t is real only if o_t did not end an episode.
-        valid = ~(batch["terminated"][:-1] | batch["truncated"][:-1])
-        learner_logits = output.policy_logits[:-1]
-        behaviour_logits = batch["policy_logits"][:-1]
-        loss = impala_loss(
-            learner_logits=learner_logits,
-            behaviour_logits=behaviour_logits,
-            actions=batch["action"][:-1],
-            values=output.baseline[:-1],
-            bootstrap_value=output.baseline[-1].detach(),
-            rewards=clip_rewards(batch["reward"][1:], cfg.reward_clip),
-            discounts=cfg.discount * (~terminated_next).float(),
-            valid=valid,
-            baseline_cost=cfg.baseline_cost,
-            entropy_cost=cfg.entropy_cost,
-            clip_rho_threshold=cfg.clip_rho,
-            clip_pg_rho_threshold=cfg.clip_pg_rho,
-            clip_c_threshold=cfg.clip_c,
-            lambda_=cfg.vtrace_lambda,
-            reduction=cfg.reduction,
-        )
-        lr = self.learning_rate()
+        result = self.objective(output, batch)
+        lr = self.learning_rate(env_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
+        result.loss.backward()
         max_norm = self.optim_config.max_grad_norm or float("inf")
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = nn.utils.clip_grad_norm_(self.parameters, max_norm)
         self.optimizer.step()
 
-        time_steps, batch_size = valid.shape
-        self.env_steps += time_steps * batch_size
-        metrics = self._diagnostics(learner_logits.detach(), behaviour_logits, valid,
-                                    batch["policy_version"][:-1], loss.log_rhos)
+        valid = transition_mask(batch)
+        drift, metrics = self._diagnostics(output.policy_params[:-1].detach(), batch, valid)
         self.version += 1
-        metrics.update({
-            "loss/total": loss.total.item(),
-            "loss/pg": loss.pg_loss.item(),
-            "loss/baseline": loss.baseline_loss.item(),
-            "loss/entropy": loss.entropy_loss.item(),
-            "grad_norm": float(grad_norm),
-            "learning_rate": lr,
-            "version": float(self.version),
-            "env_steps": float(self.env_steps),
-        })
-        return metrics
+        metrics.update({name: float(value) for name, value in result.metrics.items()})
+        metrics.update({"grad_norm": float(grad_norm), "learning_rate": lr,
+                        "version": float(self.version)})
+        return StepResult(metrics, drift, valid)
 
-    def _diagnostics(self, learner_logits: torch.Tensor, behaviour_logits: torch.Tensor,
-                     valid: torch.Tensor, policy_version: torch.Tensor,
-                     log_rhos: torch.Tensor) -> dict[str, float]:
-        """Off-policyness of the batch: KL(mu || pi) per state, importance weights, policy lag.
-
-        Keeps the per-step KL (and its validity mask) in `last_kl` / `last_valid`: a sync
-        controller reads the drift of each actor from there, at no extra cost.
-        """
-        kl = categorical_kl(behaviour_logits, learner_logits)
-        self.last_kl, self.last_valid = kl, valid
-        valid_kl = kl[valid]
-        if valid_kl.numel() == 0:
-            valid_kl = torch.zeros(1, device=kl.device)
-        lag = (self.version - policy_version)[valid].float()
-        if lag.numel() == 0:
-            lag = torch.zeros(1, device=kl.device)
-        rho_clipped = (log_rhos > math.log(self.loss_config.clip_rho))[valid]
-        return {
-            "aps/kl_mean": float(valid_kl.mean()),
-            "aps/kl_p95": float(torch.quantile(valid_kl.float(), 0.95)),
-            "aps/log_rho_abs_mean": float(log_rhos[valid].abs().mean()) if valid.any() else 0.0,
-            "aps/rho_clip_frac": float(rho_clipped.float().mean()) if valid.any() else 0.0,
-            "aps/lag_mean": float(lag.mean()),
-            "aps/lag_min": float(lag.min()),
-            "aps/lag_max": float(lag.max()),
+    @torch.no_grad()
+    def _diagnostics(self, learner_params: torch.Tensor, batch: dict[str, torch.Tensor],
+                     valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Off-policyness of the batch: KL(mu || pi) per state, |log rho|, policy lag, and the
+        learner policy's entropy. Returns the per-step KL too (the sync controllers' drift)."""
+        behaviour = batch["policy_params"][:-1]
+        actions = batch["action"][:-1]
+        kl = self.dist.kl(behaviour, learner_params)
+        log_rhos = (self.dist.log_prob(learner_params, actions)
+                    - self.dist.log_prob(behaviour, actions))
+        entropy = self.dist.entropy(learner_params)
+        lag = (self.version - batch["policy_version"][:-1])[valid].float()
+        if not valid.any():
+            zero = torch.zeros(1, device=kl.device)
+            valid_kl, abs_log_rho, entropy, lag = zero, zero, zero, zero
+        else:
+            valid_kl, abs_log_rho, entropy = kl[valid], log_rhos[valid].abs(), entropy[valid]
+        return kl, {
+            "learner/kl_mean": float(valid_kl.mean()),
+            "learner/kl_p95": float(torch.quantile(valid_kl.float(), 0.95)),
+            "learner/log_rho_abs_mean": float(abs_log_rho.mean()),
+            "learner/entropy": float(entropy.mean()),
+            "learner/lag_mean": float(lag.mean()),
+            "learner/lag_min": float(lag.min()),
+            "learner/lag_max": float(lag.max()),
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "version": self.version, "env_steps": self.env_steps}
+        return {"model": self.model.state_dict(), "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "version": self.version}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state.get("objective", {}))
         self.optimizer.load_state_dict(state["optimizer"])
         self.version = int(state["version"])
-        self.env_steps = int(state["env_steps"])

@@ -31,10 +31,10 @@ def progress_text(metrics: dict[str, float]) -> str:
         parts.append(f"loss {metrics['loss/total']:.3f}")
     if "aps/syncs_total" in metrics:
         parts.append(f"syncs {metrics['aps/syncs_total']:,.0f}")
-    if "aps/lag_mean" in metrics:
-        parts.append(f"lag {metrics['aps/lag_mean']:.1f}")
-    if "aps/kl_mean" in metrics:
-        parts.append(f"KL {metrics['aps/kl_mean']:.4f}")
+    if "learner/lag_mean" in metrics:
+        parts.append(f"lag {metrics['learner/lag_mean']:.1f}")
+    if "learner/kl_mean" in metrics:
+        parts.append(f"KL {metrics['learner/kl_mean']:.4f}")
     if metrics.get("actor_restarts"):
         parts.append(f"restarts {metrics['actor_restarts']:.0f}")
     return " | ".join(parts)

@@ -1,10 +1,16 @@
-"""RolloutSpec: the names, per-step shapes and dtypes of a rollout, derived from env spaces.
+"""RolloutSpec: the one schema of a rollout — names, per-step shapes and dtypes.
+
+It is built once, from the env's spaces and what the model declares it outputs per step
+(`RolloutSpec.build`), and every runtime takes it as data: MonoBeast's shared slots and
+workers, PolyBeast's inference thread and the C++ actor pool (which gets the agent half as
+key -> (dtype, shape)). No other file lists rollout keys.
 
 Both runtimes store unrolls as dicts of arrays shaped [T+1, B, *shape] (time-major; step 0
 repeats the last step of the previous unroll). Entry t holds the observation o_t with the
-reward / terminated / truncated of the transition that produced it, and the agent's output at
-o_t (action a_t, its logits and baseline, the policy version that chose it and, for a
-recurrent model, the core state it acted from). So the learner's transition t is
+reward / terminated / truncated of the transition that produced it (the env half, `ENV_KEYS`),
+and the agent's output at o_t (the agent half: action a_t, the policy's distribution
+parameters, the baseline, the policy version that chose it, the core state a recurrent model
+acted from, and any extra output the model declares). So the learner's transition t is
 (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}).
 
 Buffers start poisoned (NaN for floats, -1 for integers) so reading a step nobody wrote shows.
@@ -14,9 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
+import torch
+from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,35 +49,55 @@ class FieldSpec:
         return math.prod(leading + self.shape) * self.dtype.itemsize
 
 
+F32, I64 = np.dtype(np.float32), np.dtype(np.int64)
+# The env half of every entry: what the env (or the runtime's running sums) wrote.
+ENV_KEYS = ("obs", "reward", "terminated", "truncated", "episode_return", "episode_step")
+# The agent output a recurrent model carries from step to step (fed back as its input).
+CORE_STATE = "core_state"
+
+
+def agent_fields(model: nn.Module) -> dict[str, FieldSpec]:
+    """The agent half of an entry, from what `model` declares (beast.models.agent)."""
+    dist = model.dist
+    fields = {
+        "action": FieldSpec(tuple(dist.action_shape), np.dtype(dist.action_dtype)),
+        "policy_params": FieldSpec((dist.param_size,), F32),
+        "baseline": FieldSpec((), F32),
+        "policy_version": FieldSpec((), I64),
+    }
+    if model.core_state_shape is not None:
+        fields[CORE_STATE] = FieldSpec(tuple(model.core_state_shape), F32)
+    for name, shape in model.extra_outputs.items():
+        if name in fields or name in ENV_KEYS:
+            raise ValueError(f"the model's extra output {name!r} clashes with a rollout key")
+        fields[name] = FieldSpec(tuple(shape), F32)
+    return fields
+
+
 @dataclasses.dataclass(frozen=True)
 class RolloutSpec:
-    """The rollout keys for an environment and a discrete-action policy."""
+    """The rollout keys for an environment and a model."""
 
     fields: dict[str, FieldSpec]
 
     @classmethod
-    def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space,
-                    core_state_shape: tuple[int, ...] | None = None) -> RolloutSpec:
-        """`core_state_shape`: the model's (beast.models.core), or None for feed-forward models."""
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise ValueError(f"rollouts support Discrete actions today, got {action_space}")
-        num_actions = int(action_space.n)
-        f32, i64 = np.dtype(np.float32), np.dtype(np.int64)
+    def build(cls, observation_space: gym.Space, model: nn.Module) -> RolloutSpec:
+        """The schema for envs with this (adapted, beast.envs.spaces) observation space and
+        this model."""
         fields = {
             "obs": FieldSpec(tuple(observation_space.shape), np.dtype(observation_space.dtype)),
-            "reward": FieldSpec((), f32),
+            "reward": FieldSpec((), F32),
             "terminated": FieldSpec((), np.dtype(bool)),
             "truncated": FieldSpec((), np.dtype(bool)),
-            "episode_return": FieldSpec((), f32),
+            "episode_return": FieldSpec((), F32),
             "episode_step": FieldSpec((), np.dtype(np.int32)),
-            "action": FieldSpec((), i64),
-            "policy_logits": FieldSpec((num_actions,), f32),
-            "baseline": FieldSpec((), f32),
-            "policy_version": FieldSpec((), i64),
         }
-        if core_state_shape is not None:
-            fields["core_state"] = FieldSpec(tuple(core_state_shape), f32)
-        return cls(fields)
+        return cls({**fields, **agent_fields(model)})
+
+    @property
+    def agent(self) -> dict[str, FieldSpec]:
+        """The agent half: what an actor's policy writes at each step."""
+        return {k: f for k, f in self.fields.items() if k not in ENV_KEYS}
 
     def allocate(self, leading: tuple[int, ...]) -> dict[str, np.ndarray]:
         """Fresh poisoned arrays shaped [*leading, *field.shape] (e.g. leading = (T+1, B))."""
@@ -102,3 +131,41 @@ def stack_slots(arrays: dict[str, np.ndarray], indices: list[int]) -> dict[str, 
     """Copy slots of [S, T+1, K, ...] arrays into one batch [T+1, len(indices)*K, ...]."""
     return {key: np.concatenate([array[i] for i in indices], axis=1)
             for key, array in arrays.items()}
+
+
+class EpisodeCounter:
+    """Env steps and finished episodes of the fresh unrolls a batch source hands out.
+
+    Counted at the source, once per unroll produced, so a learner that uses a batch twice
+    (IMPACT's circular buffer) or samples a replay changes neither the step budget, the LR
+    schedule nor the episode statistics.
+
+        counter.add(unrolls)          # every fresh [T+1, B] batch, once
+        counter.env_steps             # T * B per batch so far
+        counter.take_returns()        # returns finished since the last call
+    """
+
+    def __init__(self) -> None:
+        self.env_steps = 0
+        self.episodes = 0
+        self._returns: list[float] = []
+
+    def add(self, unrolls: dict[str, np.ndarray]) -> None:
+        returns, _ = finished_episodes(unrolls)
+        time_steps, batch = unrolls["reward"].shape[:2]
+        self.env_steps += (time_steps - 1) * batch
+        self.episodes += len(returns)
+        self._returns.extend(returns.tolist())
+
+    def take_returns(self) -> list[float]:
+        returns, self._returns = self._returns, []
+        return returns
+
+
+class Batch(NamedTuple):
+    """What a batch source hands the learner: the [T+1, B, ...] tensors and, for weight
+    sync, which policy copy acted each group of columns (`owners`, equal-sized groups in
+    order; empty when the source has nothing to sync, e.g. the serial mode)."""
+
+    data: dict[str, torch.Tensor]
+    owners: tuple[int, ...] = ()

@@ -1,20 +1,25 @@
 """The training driver shared by the runtimes: batches in, learner steps, logs, checkpoints.
 
-A runtime supplies a `BatchSource` (where batches come from and where weights go); the driver
-owns everything else a run needs: the step budget, early stop on a target return, the log
-rows, periodic and final checkpoints, resume, and a bounded shutdown on SIGINT / SIGTERM.
+A runtime supplies a `BatchSource` (where batches come from, where weights go, and what it
+counted); the driver owns everything else a run needs: the step budget, early stop on a
+target return, the log rows, periodic and final checkpoints, resume, and a bounded shutdown
+on SIGINT / SIGTERM.
 
 Call loop::
 
-    exit_code = run_training(config, run_dir, make_source, resume=False)
+    exit_code, started = run_training(config, run_dir, make_source, build_env_model(config))
         source = make_source(model, spaces..., generation, log)   # actors start
-        learner = Learner(model, ...)
-        while budget left and no signal:
-            batch = source.next_batch(timeout)     # [T+1, B, ...] tensors, or None
-            metrics = learner.step(batch)
-            source.publish_weights(learner)        # the one place weights leave the learner
+        learner = Learner(model, objective, ...)
+        while source's env steps < budget and no signal:
+            batch = source.next_batch(timeout)                 # a Batch, or None
+            result = learner.step(batch.data, env_steps)
+            source.publish_weights(learner)                    # only publishes
+            source.sync.after_step(result, batch.owners, ...)  # observe -> decide -> record
             log / checkpoint when due
         source.close(); final checkpoint
+
+Env steps and finished episodes come from the source's counter (beast.rollout.EpisodeCounter),
+which counts each unroll once, when it is produced: reusing a batch changes neither.
 """
 
 from __future__ import annotations
@@ -40,21 +45,27 @@ from beast.config import Config
 from beast.envs import make_vector_env_from_config
 from beast.learner import Learner
 from beast.logger import RunLogger
-from beast.models import build_model
-from beast.rollout import finished_episodes
+from beast.models.factory import build_configured_model
+from beast.objectives import build_objective
+from beast.rollout import Batch, EpisodeCounter
+from beast.sync import SyncDriver
 
 
 class BatchSource(Protocol):
     """Where a runtime's batches come from and where the learner's weights go."""
 
     restarts: int
+    counter: EpisodeCounter
+    """Env steps and episodes of the unrolls produced so far (each counted once)."""
+    sync: SyncDriver | None
+    """The weight-sync driver of the source's policy copies; None when it needs none."""
 
-    def next_batch(self, timeout: float) -> dict[str, torch.Tensor] | None:
-        """The next [T+1, B, ...] batch, or None if none was ready within `timeout`."""
+    def next_batch(self, timeout: float) -> Batch | None:
+        """The next batch, or None if none was ready within `timeout`."""
 
     def publish_weights(self, learner: Learner) -> None:
-        """Make the learner's current weights and version available to actors. This is the one
-        function a synchronisation controller gates."""
+        """Make the learner's current weights and version available to the policy copies
+        (which take them when the sync driver asks)."""
 
     def metrics(self) -> dict[str, float]:
         """The runtime's own counters for a log row (e.g. weight syncs)."""
@@ -66,35 +77,40 @@ class BatchSource(Protocol):
 class TrainingStats:
     """Running counters and the metrics averaged between two log rows."""
 
-    COUNTERS = frozenset({"version", "env_steps"})
+    COUNTERS = frozenset({"version"})
 
-    def __init__(self, env_steps: int, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
         state = state or {}
         self.returns: collections.deque[float] = collections.deque(state.get("returns", []),
                                                                     maxlen=100)
         self.episodes = int(state.get("episodes", 0))
-        self.wall_before = float(state.get("wall_time", 0.0))  # earlier sessions of this run
+        self.env_steps_before = int(state.get("env_steps", 0))  # earlier sessions of this run
+        self.wall_before = float(state.get("wall_time", 0.0))
         self.resumes = int(state.get("resumes", -1)) + 1
         self.started = time.monotonic()
         self._sums: dict[str, float] = collections.defaultdict(float)
         self._latest: dict[str, float] = {}
         self._count = 0
         self._last_time = self.started
-        self._last_steps = env_steps
+        self._last_steps = self.env_steps_before
+        self.env_steps = self.env_steps_before
 
     def state_dict(self) -> dict[str, Any]:
         return {"returns": list(self.returns), "episodes": self.episodes,
-                "wall_time": self.wall_time(), "resumes": self.resumes}
+                "env_steps": self.env_steps, "wall_time": self.wall_time(),
+                "resumes": self.resumes}
 
     def wall_time(self) -> float:
         return self.wall_before + time.monotonic() - self.started
 
-    def add(self, batch: dict[str, torch.Tensor], metrics: dict[str, float]) -> None:
-        returns, _ = finished_episodes({k: batch[k].numpy()
-                                        for k in ("terminated", "truncated", "episode_return",
-                                                  "episode_step")})
-        self.returns.extend(returns.tolist())
+    def count(self, counter: EpisodeCounter) -> None:
+        """Take the source's counts: its env steps, and the episodes finished since last time."""
+        returns = counter.take_returns()
+        self.returns.extend(returns)
         self.episodes += len(returns)
+        self.env_steps = self.env_steps_before + counter.env_steps
+
+    def add(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
             if name in self.COUNTERS:
                 self._latest[name] = value
@@ -107,18 +123,18 @@ class TrainingStats:
         """Mean return of the last 100 episodes (NaN before the first)."""
         return float(np.mean(self.returns)) if self.returns else math.nan
 
-    def row(self, env_steps: int, restarts: int) -> dict[str, float]:
+    def row(self, restarts: int) -> dict[str, float]:
         """Averages since the previous row plus the run's counters; resets the averages."""
         now = time.monotonic()
-        sps = (env_steps - self._last_steps) / max(now - self._last_time, 1e-9)
+        sps = (self.env_steps - self._last_steps) / max(now - self._last_time, 1e-9)
         row = {name: total / max(self._count, 1) for name, total in self._sums.items()}
         row.update(self._latest)  # counters are reported as they are now, not averaged
-        row.update({"env_steps": float(env_steps), "wall_time": self.wall_time(), "sps": sps,
-                    "mean_return": self.mean_return, "episodes": float(self.episodes),
+        row.update({"env_steps": float(self.env_steps), "wall_time": self.wall_time(),
+                    "sps": sps, "mean_return": self.mean_return, "episodes": float(self.episodes),
                     "actor_restarts": float(restarts)})
         self._sums.clear()
         self._count = 0
-        self._last_time, self._last_steps = now, env_steps
+        self._last_time, self._last_steps = now, self.env_steps
         return row
 
 
@@ -145,40 +161,59 @@ def seed_everything(seed: int) -> None:
 
 
 def build_env_model(config: Config) -> tuple[nn.Module, gym.Space, gym.Space]:
-    """The model for this config's env, and the env's observation and action spaces."""
+    """The model for this config's env, and the env's (adapted) observation and action spaces.
+    Making one env here is also the check that it can be made at all."""
     probe = make_vector_env_from_config(config.env, 1)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()
-    return build_model(*spaces, config.model), *spaces
+    return build_configured_model(*spaces, config.model), *spaces
 
 
-def prepare_run_dir(config: Config, resume: bool, run_dir: str | Path | None = None) -> Path:
-    """Create (or, when resuming, reuse) the run directory and write config.json."""
-    if run_dir is None:
-        name = config.run.run_name or f"{config.env.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = Path(config.run.savedir) / name.replace("/", "_").replace(":", "_")
-    path = Path(run_dir)
+def run_dir_for(config: Config) -> Path:
+    """Where a new run goes: --savedir/--run-name (default: env id and time). The name must be
+    one plain folder name, so a run never lands outside the savedir."""
+    name = config.run.run_name or f"{config.env.env}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name.replace("/", "_").replace(":", "_")
+    if name in ("", ".", "..") or Path(name).name != name:
+        raise ValueError(f"--run-name {config.run.run_name!r} is not a plain folder name")
+    return Path(config.run.savedir) / name
+
+
+def prepare_run_dir(config: Config, resume: bool, run_dir: str | Path | None = None
+                    ) -> tuple[Path, bool]:
+    """Create (or, when resuming, reuse) the run directory; returns it and whether this call
+    created it (so a run that fails before it starts can remove it again)."""
+    path = Path(run_dir) if run_dir is not None else run_dir_for(config)
     if path.exists() and not resume and any(path.iterdir()):
         raise FileExistsError(f"run directory {path} exists; use --resume {path} to continue it")
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    return path
+    return path, created
 
 
-def run_training(config: Config, run_dir: Path,
-                 make_source: Callable[[nn.Module, gym.Space, gym.Space, int,
-                                        Callable[[str], None]], BatchSource],
-                 resume: bool = False) -> int:
-    """Train until the step budget, the target return or a signal; returns the exit code."""
+def write_config(run_dir: Path, config: Config) -> None:
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+SourceFactory = Callable[[nn.Module, gym.Space, gym.Space, int, Callable[[str], None]],
+                         BatchSource]
+
+
+def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
+                 probe: tuple[nn.Module, gym.Space, gym.Space], resume: bool = False
+                 ) -> tuple[int, bool]:
+    """Train until the step budget, the target return or a signal. `probe` is what
+    `build_env_model` returned. Returns the exit code and whether training started (a first
+    learner step was taken)."""
     seed_everything(config.run.seed)
-    model, obs_space, action_space = build_env_model(config)
+    model, obs_space, action_space = probe
     state = load_checkpoint(run_dir) if resume else None
-    stats = TrainingStats(state["learner"]["env_steps"] if state else 0,
-                          state["stats"] if state else None)
-    logger = RunLogger(run_dir, config.run.total_steps, state["learner"]["env_steps"] if state else 0)
+    stats = TrainingStats(state["stats"] if state else None)
+    logger = RunLogger(run_dir, config.run.total_steps, stats.env_steps)
     signals = StopSignals()
     source: BatchSource | None = None
     learner: Learner | None = None
+    started = False
     exit_code = 0
 
     def checkpoint() -> None:
@@ -189,29 +224,34 @@ def run_training(config: Config, run_dir: Path,
         # Actors start first: their start-up overlaps the learner's (the first optimiser
         # built in a process imports torch._dynamo, over a second here).
         source = make_source(model, obs_space, action_space, stats.resumes, logger.message)
-        learner = Learner(model, config.loss, config.optim, config.run.total_steps,
-                          config.run.device)
+        learner = Learner(model, build_objective(config.loss, model.dist), config.optim,
+                          config.run.total_steps, config.run.device)
         if state is not None:
             learner.load_state_dict(state["learner"])
             set_rng_state(state["rng"])
+        write_config(run_dir, config)
         source.publish_weights(learner)
         next_log = time.monotonic() + config.run.log_seconds
         next_checkpoint = time.monotonic() + 60 * config.run.checkpoint_minutes
         target = config.run.target_return
-        while learner.env_steps < config.run.total_steps and signals.received is None:
+        while stats.env_steps < config.run.total_steps and signals.received is None:
             batch = source.next_batch(timeout=0.5)
             if batch is not None:
-                metrics = learner.step(batch)
+                result = learner.step(batch.data, stats.env_steps)
+                started = True
                 source.publish_weights(learner)
-                stats.add(batch, metrics)
+                if source.sync is not None:
+                    source.sync.after_step(result, batch.owners, batch.data["policy_version"],
+                                           learner.version, time.monotonic())
+                stats.add(result.metrics)
+                stats.count(source.counter)
                 if target is not None and len(stats.returns) == 100 and stats.mean_return >= target:
                     logger.message(f"[beast] mean return {stats.mean_return:.1f} >= {target} at "
-                                   f"{learner.env_steps:,} steps, {stats.wall_time():.1f} s")
+                                   f"{stats.env_steps:,} steps, {stats.wall_time():.1f} s")
                     break
             now = time.monotonic()
             if now >= next_log:
-                logger.write({**stats.row(learner.env_steps, source.restarts),
-                              **source.metrics()})
+                logger.write({**stats.row(source.restarts), **source.metrics()})
                 next_log = now + config.run.log_seconds
             if now >= next_checkpoint:
                 checkpoint()
@@ -224,17 +264,16 @@ def run_training(config: Config, run_dir: Path,
         exit_code = 1
     finally:
         final_row = {}
-        if learner is not None:
-            final_row = {**stats.row(learner.env_steps, source.restarts if source else 0),
-                         **(source.metrics() if source else {})}
+        if started:
+            final_row = {**stats.row(source.restarts), **source.metrics()}
         if source is not None:
             source.close()
-        if learner is not None:
+        if started:
             logger.write(final_row)
             checkpoint()
             logger.message(f"[beast] checkpoint written to {run_dir} at "
-                           f"{learner.env_steps:,} steps")
+                           f"{stats.env_steps:,} steps")
         logger.close()
         signals.restore()
     sys.stdout.flush()
-    return exit_code
+    return exit_code, started

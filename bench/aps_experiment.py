@@ -57,13 +57,13 @@ def summarise_run(rows: list[dict[str, float]], budget: int) -> dict[str, float]
         "steps_to_solve": solved[0] if solved else float("nan"),
         "sps": (last["env_steps"] - first["env_steps"]) / (last["wall_time"] -
                                                            first["wall_time"]),
-        "kl_mean": statistics.fmean(r["aps/kl_mean"] for r in rows if "aps/kl_mean" in r),
-        "rho_clip_frac": statistics.fmean(r["aps/rho_clip_frac"] for r in rows
-                                          if "aps/rho_clip_frac" in r),
-        "log_rho_abs_mean": statistics.fmean(r["aps/log_rho_abs_mean"] for r in rows
-                                             if "aps/log_rho_abs_mean" in r),
-        "lag_mean": statistics.fmean(r["aps/lag_mean"] for r in rows if "aps/lag_mean" in r),
-        "lag_max": max(r["aps/lag_max"] for r in rows if "aps/lag_max" in r),
+        "kl_mean": statistics.fmean(r["learner/kl_mean"] for r in rows if "learner/kl_mean" in r),
+        "rho_clip_frac": statistics.fmean(r["impala/rho_clip_frac"] for r in rows
+                                          if "impala/rho_clip_frac" in r),
+        "log_rho_abs_mean": statistics.fmean(r["learner/log_rho_abs_mean"] for r in rows
+                                             if "learner/log_rho_abs_mean" in r),
+        "lag_mean": statistics.fmean(r["learner/lag_mean"] for r in rows if "learner/lag_mean" in r),
+        "lag_max": max(r["learner/lag_max"] for r in rows if "learner/lag_max" in r),
         "sync_rate_first_quarter": sync_rate(rows, 0.0, 0.25 * budget),
         "sync_rate_last_quarter": sync_rate(rows, 0.75 * budget, budget),
     }

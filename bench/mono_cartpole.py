@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 
+from beast.acting import UnrollWorker
 from beast.config import Config, EnvConfig, RunConfig
 from beast.envs import make_vector_env
 from beast.learner import Learner
 from beast.models import build_model
-from beast.mono.actor import UnrollWorker
+from beast.objectives import build_objective
 from beast.rollout import RolloutSpec
 
 MODE_FLAGS = {"parallel": ["--num-actors", "1"], "serial": ["--num-actors", "0"]}
@@ -38,19 +39,21 @@ def single_core_limit(seconds: float) -> float:
     config = Config(env=EnvConfig(num_envs=64), run=RunConfig(num_actors=0))
     envs = make_vector_env(config.env.env, config.env.num_envs)
     model = build_model(envs.single_observation_space, envs.single_action_space, config.model)
-    learner = Learner(model, config.loss, config.optim, total_steps=10**9)
+    learner = Learner(model, build_objective(config.loss, model.dist), config.optim,
+                      total_steps=10**9)
     worker = UnrollWorker(envs, model, config.run.unroll_length, seed=0)
-    slot = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space
-                                   ).allocate((config.run.unroll_length + 1, config.env.num_envs))
+    slot = RolloutSpec.build(envs.single_observation_space, model
+                             ).allocate((config.run.unroll_length + 1, config.env.num_envs))
     batch = {k: torch.from_numpy(v) for k, v in slot.items()}
     for _ in range(5):  # warm up
         worker.fill(slot, learner.version)
-        learner.step(batch)
-    start, steps = time.perf_counter(), learner.env_steps
+        learner.step(batch, 0)
+    start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         worker.fill(slot, learner.version)
-        learner.step(batch)
-    return (learner.env_steps - steps) / (time.perf_counter() - start)
+        learner.step(batch, steps)
+        steps += config.steps_per_unroll
+    return steps / (time.perf_counter() - start)
 
 
 def read_rows(run_dir: Path) -> list[dict[str, float]]:

@@ -7,7 +7,7 @@ import sys
 from typing import Any, Callable
 
 from beast.cli import run_cli
-from beast.config import Config
+from beast.config import Config, check_mono
 
 DESCRIPTION = ("MonoBeast: IMPALA on one machine. Actor processes step batches of Gymnasium "
                "envs into shared memory; the learner trains with V-trace.")
@@ -38,7 +38,7 @@ def make_source(config: Config) -> Callable[..., Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("beast.mono", DESCRIPTION, make_source, argv, skip=("poly",))
+    return run_cli("beast.mono", DESCRIPTION, make_source, argv, skip=("poly",), check=check_mono)
 
 
 if __name__ == "__main__":

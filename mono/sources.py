@@ -1,33 +1,32 @@
 """MonoBeast's batch sources: serial (actor in the learner's process) and parallel (processes).
 
-Both produce [T+1, B*K, ...] batches from the same `UnrollWorker` stepping logic, so the
-serial mode is the parallel mode minus processes: handy for debugging, tests, and on a
-machine where one core is all there is.
+Both produce [T+1, B*K, ...] batches from the same `UnrollWorker` stepping logic
+(beast.acting), so the serial mode is the parallel mode minus processes: handy for debugging,
+tests, and on a machine where one core is all there is. Both count env steps and episodes
+once per unroll produced (beast.rollout.EpisodeCounter).
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-
-import time
 from typing import Callable
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
+from beast.acting import UnrollWorker
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
 from beast.learner import Learner
-from beast.rollout import RolloutSpec, stack_slots
-from beast.mono.actor import UnrollWorker, actor_main, actor_seed
+from beast.rollout import Batch, EpisodeCounter, RolloutSpec, stack_slots
+from beast.mono.actor import actor_main, actor_seed
 from beast.mono.runtime import ActorPool, forkserver_context
 from beast.mono.shared import SharedRollouts, SharedWeights, SyncBoard
-from beast.mono.sync import ActorSync
-from beast.sync import controller_from_config
+from beast.sync import SyncDriver, controller_from_config
 
 
 def _as_tensors(arrays: dict) -> dict[str, torch.Tensor]:
@@ -39,6 +38,7 @@ class SerialSource:
     of the weights when the learner runs on the CPU (the worker uses the learner's model)."""
 
     restarts = 0
+    sync = None  # the worker acts with the learner's own weights: always in sync
 
     def __init__(self, config: Config, model: nn.Module, observation_space: gym.Space,
                  action_space: gym.Space, generation: int) -> None:
@@ -48,16 +48,19 @@ class SerialSource:
         envs = make_vector_env_from_config(config.env)
         self.worker = UnrollWorker(envs, self.model, config.run.unroll_length,
                                    actor_seed(config.run.seed, 0, generation))
-        spec = RolloutSpec.from_spaces(observation_space, action_space, model.core_state_shape)
+        spec = RolloutSpec.build(observation_space, model)
         self.slots = spec.allocate((config.run.batch_size, config.run.unroll_length + 1,
                                     config.env.num_envs))
+        self.counter = EpisodeCounter()
         self.version = 0
 
-    def next_batch(self, timeout: float) -> dict[str, torch.Tensor]:
+    def next_batch(self, timeout: float) -> Batch:
         batch_size = len(next(iter(self.slots.values())))
         for index in range(batch_size):
             self.worker.fill({k: v[index] for k, v in self.slots.items()}, self.version)
-        return _as_tensors(stack_slots(self.slots, list(range(batch_size))))
+        arrays = stack_slots(self.slots, list(range(batch_size)))
+        self.counter.add(arrays)
+        return Batch(_as_tensors(arrays))
 
     def publish_weights(self, learner: Learner) -> None:
         if self._copy_weights:
@@ -65,7 +68,7 @@ class SerialSource:
         self.version = learner.version
 
     def metrics(self) -> dict[str, float]:
-        return {}  # the worker uses the learner's own weights: always in sync
+        return {}
 
     def close(self) -> None:
         self.worker.envs.close()
@@ -74,70 +77,71 @@ class SerialSource:
 class ProcessSource:
     """Actor processes fill shared slots; this side stacks B full slots per batch.
 
-    Actors start from `forkserver_context()` (see there for why).
+    Each actor is one policy copy for the sync driver: it copies the published weights when
+    its flag on the shared board is raised. Actors start from `forkserver_context()` (see
+    there for why).
     """
 
     def __init__(self, config: Config, model: nn.Module, observation_space: gym.Space,
                  action_space: gym.Space, generation: int, log: Callable[[str], None]) -> None:
-        run = config.run
+        run, mono = config.run, config.mono
         self.batch_size = run.batch_size
-        spec = RolloutSpec.from_spaces(observation_space, action_space, model.core_state_shape)
-        self.rollouts = SharedRollouts.create(spec, run.num_actors * run.slots_per_actor,
+        self.slots_per_actor = mono.slots_per_actor
+        spec = RolloutSpec.build(observation_space, model)
+        self.rollouts = SharedRollouts.create(spec, run.num_actors * mono.slots_per_actor,
                                               run.unroll_length, config.env.num_envs)
         self.weights = SharedWeights.create(model)
-        self.board = SyncBoard.create(run.num_actors)
-        self.sync = ActorSync(controller_from_config(config.sync, run.num_actors), self.board,
-                              run.slots_per_actor, weight_bytes=4 * self.weights.handle.size)
+        self.board = board = SyncBoard.create(run.num_actors)
+        self.sync = SyncDriver(controller_from_config(config.sync, run.num_actors),
+                               weight_bytes=4 * self.weights.handle.size,
+                               held_version=board.version, request=board.raise_flag,
+                               pending=board.flagged)
+        self.counter = EpisodeCounter()
         context = forkserver_context()
 
         def start_actor(actor_id: int, restart: int, free_slots: list[int]
                         ) -> tuple[BaseProcess, Connection]:
-            self.sync.actor_started(actor_id, self.weights.version, time.monotonic())
+            board.reset(actor_id)
+            self.sync.copy_started(actor_id, self.weights.version, time.monotonic())
             learner_end, actor_end = context.Pipe(duplex=True)
             process = context.Process(
                 target=actor_main, name=f"beast-actor-{actor_id}", daemon=True,
                 args=(actor_id, generation * 1000 + restart, config.env, run.unroll_length,
-                      run.seed, config.model, self.rollouts.handle, self.weights.handle, self.board.handle,
-                      free_slots, actor_end))
+                      run.seed, config.model, self.rollouts.handle, self.weights.handle,
+                      board.handle, free_slots, actor_end))
             process.start()
             actor_end.close()
             return process, learner_end
 
-        self.pool = ActorPool(run.num_actors, run.slots_per_actor, start_actor,
-                              run.max_actor_restarts, log)
+        self.pool = ActorPool(run.num_actors, mono.slots_per_actor, start_actor,
+                              mono.max_actor_restarts, log)
         self.pool.start()
         self._pending: list[int] = []
-        self._batch_slots: list[int] = []  # slots of the batch being learned from
-        self._batch_versions = np.zeros(0, np.int64)  # the policy version of each
-        self._num_envs = config.env.num_envs
         self._closed = False
 
     @property
     def restarts(self) -> int:
         return self.pool.restarts
 
-    def next_batch(self, timeout: float) -> dict[str, torch.Tensor] | None:
+    def next_batch(self, timeout: float) -> Batch | None:
         while len(self._pending) < self.batch_size:
             slot = self.pool.next_full(timeout)
             if slot is None:
                 return None  # partial batches wait in _pending for the next call
             self._pending.append(slot)
         slots, self._pending = self._pending, []
-        batch = stack_slots(self.rollouts.arrays, slots)
+        arrays = stack_slots(self.rollouts.arrays, slots)
         self.pool.release(slots)
-        self._batch_slots = slots
-        self._batch_versions = batch["policy_version"][-1, ::self._num_envs]
-        return _as_tensors(batch)
+        self.counter.add(arrays)
+        return Batch(_as_tensors(arrays), tuple(s // self.slots_per_actor for s in slots))
 
     def publish_weights(self, learner: Learner) -> None:
-        """Publish to shared memory (cheap) and let the sync controller flag the actors that
-        should copy (every-step, periodic or APS)."""
+        """Publish to shared memory (one memcpy); actors copy when the sync driver flags them."""
         self.weights.publish(learner.model, learner.version)
-        self.sync.after_step(learner, self._batch_slots, self._batch_versions, time.monotonic())
-        self._batch_slots = []
 
     def metrics(self) -> dict[str, float]:
-        return self.sync.metrics()
+        """Sync counters for a log row (copies actually made, as counted by the actors)."""
+        return self.sync.metrics(int(self.board.table[:, SyncBoard.SYNCS].sum()))
 
     def close(self) -> None:
         if self._closed:

@@ -33,7 +33,7 @@ def make_source(config: Config) -> Callable[..., Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("beast.poly", DESCRIPTION, make_source, argv)
+    return run_cli("beast.poly", DESCRIPTION, make_source, argv, skip=("mono",))
 
 
 if __name__ == "__main__":

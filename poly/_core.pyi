@@ -177,13 +177,17 @@ class ActorPool:
 
     Each thread connects, resets with ``seed + i * K`` (connection i), then loops:
     ``inference_batcher.compute({"obs": [K, *obs_shape], "reward": [K] f32, "terminated": [K]
-    bool, "truncated": [K] bool})`` must return ``{"action": [K] int, "policy_logits": [K, A]
-    float, "baseline": [K] float, "policy_version": [K] int}``; the thread writes entry t and
-    steps the envs with the action. Every T steps it enqueues an unroll with exactly the keys of
-    ``beast.rollout.RolloutSpec``, each ``[T+1, K, ...]`` (entry 0 repeats the previous unroll's
-    last entry; episode sums restart at the step after an episode ended, or a game when the env
-    sends ``game_over``, as in mono's ``UnrollWorker``). Use ``BatchingQueue(capacity, batch_dim=1, stack=False)``. All servers must
-    serve the same K and specs (Discrete actions).
+    bool, "truncated": [K] bool, **state})`` must return exactly the keys of ``agent_spec``
+    (``{key: (dtype, per-env shape)}``, the rollout's agent half from
+    ``beast.rollout.RolloutSpec``); the thread writes entry t and steps the envs with
+    ``outputs[action_key]``. ``state_keys`` are outputs fed back to the next compute (zeros at
+    first; the unroll records the value entering each step). Every T steps it enqueues an
+    unroll: the env half (obs, reward, terminated, truncated, episode_return, episode_step) plus
+    every agent key, each ``[T+1, K, ...]`` (entry 0 repeats the previous unroll's last entry;
+    episode sums restart at the step after an episode ended, or a game when the env sends
+    ``game_over``, as in ``beast.acting.UnrollWorker``). Use ``BatchingQueue(capacity,
+    batch_dim=1, stack=False)``. All servers must serve the same K and specs, with actions of
+    the agent's action shape.
 
     The first exception in any thread stops the others; ``check()`` raises it as RuntimeError
     naming the connection and address. A thread that finds the batcher or queue closed just
@@ -196,13 +200,11 @@ class ActorPool:
 
     def __init__(self, unroll_length: int, learner_queue: BatchingQueue, inference_batcher: DynamicBatcher,
                  env_server_addresses: list[str], seed: int = 0, connect_timeout: float | None = 30.0,
-                 core_state_shape: list[int] = ...) -> None:
+                 *, agent_spec: dict[str, tuple[np.dtype, list[int]]], action_key: str,
+                 state_keys: list[str] = ...) -> None:
         """Nothing connects before ``start()``; ``connect_timeout`` also bounds each env reply.
-
-        A non-empty ``core_state_shape`` (a recurrent model's) adds ``"core_state"`` [K, *shape]
-        f32 to every ``compute()``: the state entering the step (zeros at first); the inference
-        side returns the state entering the next step under the same key, and unrolls record the
-        entering state."""
+        ValueError when ``agent_spec`` lacks ``action_key`` or a state key, or a key clashes
+        with the env half."""
     def start(self) -> None:
         """Spawn one thread per address. Idempotent; RuntimeError after ``close()``."""
     def close(self) -> None:

@@ -11,13 +11,16 @@ Run one with::
     python -m beast.poly.env_server --env CartPole-v1 --num-envs 16 --address 127.0.0.1:0
     python -m beast.poly.env_server --env ALE/Pong-v5 --num-envs 8 --env-backend envpool
 
+Its env flags are those of `python -m beast.mono` (EnvConfig's fields; --num-envs is per
+client connection here).
+
 It prints the bound address on one line of stdout (so a launcher can ask for port 0) and serves
 until SIGTERM or SIGINT, then closes every connection and exits 0.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import signal
 import sys
 import threading
@@ -25,7 +28,7 @@ import threading
 import gymnasium as gym
 import numpy as np
 
-from beast.config import EnvConfig
+from beast.config import EnvConfig, build_parser, group_from_args
 from beast.envs.make import check_env_config, make_vector_env_from_config
 from beast.poly._core import EnvServer
 
@@ -76,23 +79,27 @@ def serve(env_config: EnvConfig, address: str = DEFAULT_ADDRESS,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m beast.poly.env_server", description=__doc__.split("\n")[0])
-    parser.add_argument("--env", required=True, help="Gymnasium id (or module:Id)")
-    parser.add_argument("--num-envs", type=int, default=1, help="envs per client connection (K)")
-    parser.add_argument("--address", default=DEFAULT_ADDRESS,
+    # The env flags are EnvConfig's own (beast.config), so a launcher passes its env settings
+    # with `group_flags(env_config)` and a new env field needs no change here.
+    parser = build_parser("python -m beast.poly.env_server", __doc__.split("\n")[0], only=("env",))
+    server = parser.add_argument_group("server")
+    server.add_argument("--address", default=DEFAULT_ADDRESS,
                         help="HOST:PORT (port 0: a free port) or unix:/path; default %(default)s")
-    parser.add_argument("--max-frame-bytes", type=int, default=None,
+    server.add_argument("--max-frame-bytes", type=int, default=None,
                         help="largest frame accepted (default 64 MiB)")
-    parser.add_argument("--env-backend", default="gymnasium", help="gymnasium or envpool")
-    parser.add_argument("--episodic-life", action="store_true", help="Atari: a lost life ends the episode")
-    parser.add_argument("--sticky-actions", action="store_true", help="Atari: sticky actions (p=0.25)")
+    server.add_argument("--net-spin-us", type=int, default=None,
+                        help="microseconds a socket read busy-polls before blocking (default 100; "
+                             "0: off); the BEAST_NET_SPIN_US variable overrides it")
     args = parser.parse_args(argv)
     try:
-        env_config = EnvConfig(args.env, args.num_envs, args.env_backend, args.episodic_life,
-                               args.sticky_actions)
+        env_config = group_from_args(EnvConfig, args)
         check_env_config(env_config)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.net_spin_us is not None:
+        if args.net_spin_us < 0:
+            parser.error("--net-spin-us must be >= 0")
+        os.environ.setdefault("BEAST_NET_SPIN_US", str(args.net_spin_us))
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

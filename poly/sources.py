@@ -4,14 +4,16 @@
         ⇅ wire frames (csrc/net)
     ActorPool: one C++ thread per connection ──compute(row)──► DynamicBatcher
         │                                                        │ get_batch
-        │ unrolls [T+1, K]                          inference thread: model forward,
-        ▼                                           sample actions, stamp the version
+        │ unrolls [T+1, K]                          inference thread: policy_step
+        ▼                                           (beast.acting), stamp the version
     BatchingQueue ──dequeue(B)──► next_batch() ──► Learner.step (beast.training)
 
-The inference model is a CPU copy of the learner's. `publish_weights` asks the sync
-controller (every-step, periodic or APS; beast.sync) whether to copy the learner's weights into
-it: with central inference there is one policy copy to keep in sync, whose drift is the KL
-the loss measured on the batch. Shutdown order matters: the pool
+The pool writes the agent half of the rollout from the schema it is given
+(beast.rollout.RolloutSpec: key -> dtype and shape), so a model's extra outputs reach the
+learner with no C++ change. The inference model is a CPU copy of the learner's: the one policy
+copy the sync driver (beast.sync) keeps in sync, whose drift is the KL the learner measured on
+the batch. `publish_weights` only hands the learner over; the driver decides when the copy is
+made. Shutdown order matters: the pool
 first (it closes its env connections), then the batcher and the queue (waking any thread
 blocked in them), then the inference thread, then the server processes.
 """
@@ -34,10 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.config import Config, EnvConfig
+from beast.acting import policy_step
+from beast.config import Config, EnvConfig, group_flags
 from beast.learner import Learner
-from beast.models import act_step, sample_actions
-from beast.sync import controller_from_config, kl_per_slot, sync_metrics
+from beast.rollout import CORE_STATE, Batch, EpisodeCounter, RolloutSpec
+from beast.sync import SyncDriver, controller_from_config
 from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
 
 
@@ -55,13 +58,10 @@ _PR_SET_PDEATHSIG = 1
 class EnvServerProcess:
     """`python -m beast.poly.env_server` on a free local port; stopped with SIGTERM."""
 
-    def __init__(self, env: EnvConfig) -> None:
-        flags = (["--episodic-life"] if env.episodic_life else []) + (
-            ["--sticky-actions"] if env.sticky_actions else [])
+    def __init__(self, env: EnvConfig, net_spin_us: int) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "beast.poly.env_server", "--env", env.env,
-             "--num-envs", str(env.num_envs), "--env-backend", env.env_backend,
-             "--address", "127.0.0.1:0", *flags],
+            [sys.executable, "-m", "beast.poly.env_server", *group_flags(env),
+             "--address", "127.0.0.1:0", "--net-spin-us", str(net_spin_us)],
             stdout=subprocess.PIPE, text=True, preexec_fn=_detach_but_die_with_parent)
         self.address = self.process.stdout.readline().strip()
         if not self.address:
@@ -107,19 +107,14 @@ class InferenceThread:
         obs = torch.from_numpy(inputs["obs"])
         lead = obs.shape[:2]
         done = torch.from_numpy(inputs["terminated"] | inputs["truncated"]).flatten()
-        state = (torch.from_numpy(inputs["core_state"]).flatten(0, 1)
-                 if "core_state" in inputs else None)
+        state = (torch.from_numpy(inputs[CORE_STATE]).flatten(0, 1)
+                 if CORE_STATE in inputs else None)
         with self.lock:
-            output = act_step(self.model, obs.flatten(0, 1), state, done)
-            version = self.version
-        logits, baseline = output.policy_logits.unflatten(0, lead), output.baseline.unflatten(0, lead)
-        action = sample_actions(logits, self.generator)
-        outputs = {"action": action.numpy(), "policy_logits": logits.numpy(),
-                   "baseline": baseline.numpy(),
-                   "policy_version": np.full(action.shape, version, np.int64)}
-        if output.core_state is not None:
-            outputs["core_state"] = output.core_state.unflatten(0, lead).numpy()
-        return outputs
+            agent, next_state = policy_step(self.model, obs.flatten(0, 1), state, done,
+                                            self.generator, self.version)
+        if next_state is not None:
+            agent[CORE_STATE] = next_state  # the pool records the state it sent, feeds this back
+        return {key: value.unflatten(0, lead).numpy() for key, value in agent.items()}
 
     def load(self, learner: Learner) -> None:
         with self.lock, torch.no_grad():
@@ -140,15 +135,16 @@ class PolySource:
         self.batch_size = run.batch_size
         # Socket reads busy-poll briefly before blocking (csrc/net/socket.h): best latency for
         # one client, but in training the spinning threads take cores from envs, inference and
-        # the learner (on 2 cores: ~80k instead of ~106k steps/s). Off unless asked for; set
-        # before the first read here and inherited by the env servers started below.
-        os.environ.setdefault("BEAST_NET_SPIN_US", "0")
+        # the learner (on 2 cores: ~80k instead of ~106k steps/s). --net-spin-us (default 0),
+        # set before the first read here and passed to the env servers started below; the
+        # BEAST_NET_SPIN_US variable overrides it.
+        net_spin_us = int(os.environ.setdefault("BEAST_NET_SPIN_US", str(poly.net_spin_us)))
         self.servers: list[EnvServerProcess] = []
         addresses = list(poly.server_addresses)
         if not addresses:
             try:
                 for _ in range(poly.num_servers):
-                    self.servers.append(EnvServerProcess(config.env))
+                    self.servers.append(EnvServerProcess(config.env, net_spin_us))
             except BaseException:
                 self._stop_servers()
                 raise
@@ -161,18 +157,23 @@ class PolySource:
         self.batcher = DynamicBatcher(max_pending=num_connections)
         self.inference = InferenceThread(copy.deepcopy(model).cpu(), self.batcher,
                                          seed=run.seed * 7919 + generation)
-        self.controller = controller_from_config(config.sync, 1)  # one policy copy to sync
+        self._learner: Learner | None = None
         self._syncs = 0
-        self._logged = (0, 0)  # syncs and learner steps at the previous log row
-        self._weight_bytes = 4 * sum(p.numel() for p in model.parameters())
-        self._last_batch: dict[str, torch.Tensor] | None = None
+        self.sync = SyncDriver(controller_from_config(config.sync, 1),  # one policy copy
+                               weight_bytes=4 * sum(p.numel() for p in model.parameters()),
+                               held_version=lambda copy: self.inference.version,
+                               request=self._load_inference)
+        self.counter = EpisodeCounter()
+        agent = RolloutSpec.build(observation_space, model).agent
         self.pool = ActorPool(run.unroll_length, self.queue, self.batcher, connections,
                               seed=run.seed * 1_000_003 + generation * 7_919_993,
-                              core_state_shape=list(model.core_state_shape or ()))
+                              agent_spec={k: (f.dtype, list(f.shape)) for k, f in agent.items()},
+                              action_key="action",
+                              state_keys=[CORE_STATE] if CORE_STATE in agent else [])
         self.pool.start()
         self._closed = False
 
-    def next_batch(self, timeout: float) -> dict[str, torch.Tensor] | None:
+    def next_batch(self, timeout: float) -> Batch | None:
         self.pool.check()  # the first actor-thread error (dead server, env exception) raises
         if self.inference.error is not None:
             raise RuntimeError(f"inference failed:\n{self.inference.error}")
@@ -183,28 +184,24 @@ class PolySource:
         except StopIteration:
             self.pool.check()
             raise RuntimeError("the rollout queue was closed")
-        self._last_batch = {key: torch.from_numpy(value) for key, value in batch.items()}
-        return self._last_batch
+        self.counter.add(batch)
+        return Batch({key: torch.from_numpy(value) for key, value in batch.items()}, owners=(0,))
 
     def publish_weights(self, learner: Learner) -> None:
-        """Copy the learner's weights to the inference model when the controller says so."""
-        now = time.monotonic()
-        if self._last_batch is not None and learner.last_kl is not None:
-            drift = kl_per_slot(learner.last_kl, learner.last_valid, 1)[0]
-            behaviour = int(self._last_batch["policy_version"][1:].min())
-            self.controller.observe(0, drift, learner.version - 1, behaviour)
-            self.controller.on_learner_step()
-            self._last_batch = None
-        trigger = self.controller.decide(0, learner.version, self.inference.version, now)
-        if trigger is not None:
-            self.inference.load(learner)
-            self.controller.record_sync(0, trigger, learner.version, now)
+        """Hand the learner over; the sync driver decides when the inference model copies it
+        (the first copy is made at once: inference waits for it)."""
+        first = self._learner is None
+        self._learner = learner
+        if first:
+            self.sync.copy_started(0, learner.version, time.monotonic())
+
+    def _load_inference(self, copy: int) -> None:
+        if self._learner is not None:
+            self.inference.load(self._learner)
             self._syncs += 1
 
     def metrics(self) -> dict[str, float]:
-        row = sync_metrics(self.controller, self._syncs, self._weight_bytes, *self._logged)
-        self._logged = (self._syncs, self.controller.learner_steps)
-        return row
+        return self.sync.metrics(self._syncs)
 
     def close(self) -> None:
         if self._closed:

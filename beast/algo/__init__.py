@@ -6,7 +6,6 @@ vtrace: V-trace off-policy targets and advantages. losses: the IMPALA loss and i
 from beast.algo.losses import (
     ImpalaLoss,
     baseline_loss,
-    categorical_kl,
     clip_rewards,
     entropy_loss,
     impala_loss,
@@ -15,8 +14,6 @@ from beast.algo.losses import (
 from beast.algo.vtrace import (
     VTraceFromLogitsReturns,
     VTraceReturns,
-    action_log_probs,
-    log_softmax_f32,
     vtrace_from_importance_weights,
     vtrace_from_logits,
 )
@@ -25,13 +22,10 @@ __all__ = [
     "ImpalaLoss",
     "VTraceFromLogitsReturns",
     "VTraceReturns",
-    "action_log_probs",
     "baseline_loss",
-    "categorical_kl",
     "clip_rewards",
     "entropy_loss",
     "impala_loss",
-    "log_softmax_f32",
     "policy_gradient_loss",
     "vtrace_from_importance_weights",
     "vtrace_from_logits",

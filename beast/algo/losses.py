@@ -16,7 +16,8 @@ selected away with `torch.where` rather than multiplied by 0, so a NaN or inf th
 reach the loss value. `impala_loss` uses the V-trace `valid` mask: placeholder transitions of
 next-step autoreset carry no learning signal.
 
-Log-probabilities come from log_softmax in at least float32 (half-precision logits are upcast).
+Log-probabilities and entropies come from the policy's distribution (beast.distributions), so
+the same loss serves categorical, Gaussian and multi-discrete policies.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from beast.algo.vtrace import action_log_probs, log_softmax_f32, vtrace_from_logits
+from beast.algo.vtrace import vtrace_from_importance_weights
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -52,16 +53,16 @@ def _expect_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...], li
             f"{name} has shape {tuple(tensor.shape)}, expected {expected} (like {like})")
 
 
-def policy_gradient_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, *,
+def policy_gradient_loss(log_pi_a: torch.Tensor, advantages: torch.Tensor, *,
                          mask: torch.Tensor | None = None, reduction: str = "mean",
                          ) -> torch.Tensor:
-    """-sum log pi(a_t|x_t) * A_t for logits [T, B, A], int actions [T, B], advantages [T, B].
+    """-sum log pi(a_t|x_t) * A_t for log-probabilities of the taken actions [T, B] and
+    advantages [T, B].
 
     The advantages are detached: they are targets of the score-function estimator, and a
     gradient through them would be a different (wrong) objective.
     """
-    _expect_shape("advantages", advantages, tuple(logits.shape[:-1]), "the logits' leading axes")
-    log_pi_a = action_log_probs(logits, actions)
+    _expect_shape("advantages", advantages, tuple(log_pi_a.shape), "log_pi_a")
     return _reduce(-log_pi_a * advantages.detach(), mask, reduction)
 
 
@@ -72,27 +73,14 @@ def baseline_loss(values: torch.Tensor, targets: torch.Tensor, *, mask: torch.Te
     return _reduce(0.5 * (targets.detach() - values) ** 2, mask, reduction)
 
 
-def entropy_loss(logits: torch.Tensor, *, mask: torch.Tensor | None = None,
+def entropy_loss(entropy: torch.Tensor, *, mask: torch.Tensor | None = None,
                  reduction: str = "mean") -> torch.Tensor:
-    """-sum H(pi(.|x_t)) = sum_t sum_a pi log pi for logits [T, B, A].
+    """-sum H(pi(.|x_t)) for per-step entropies [T, B] (beast.distributions).
 
     Negative entropy, so that adding entropy_cost * entropy_loss to a minimised loss is an
     entropy bonus that keeps the policy exploring.
     """
-    log_pi = log_softmax_f32(logits)
-    return _reduce((log_pi.exp() * log_pi).sum(-1), mask, reduction)
-
-
-def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) = sum_a p (log p - log q) per position: [..., A] logits -> [...] (e.g. [T, B]).
-
-    Computed from log_softmax in at least float32, so it is >= 0 up to rounding and exactly 0
-    for identical logits. Unreduced: callers mask and average as they need.
-    """
-    _expect_shape("q_logits", q_logits, tuple(p_logits.shape), "p_logits")
-    log_p = log_softmax_f32(p_logits)
-    log_q = log_softmax_f32(q_logits)
-    return (log_p.exp() * (log_p - log_q)).sum(-1)
+    return _reduce(-entropy, mask, reduction)
 
 
 class ImpalaLoss(NamedTuple):
@@ -114,9 +102,9 @@ class ImpalaLoss(NamedTuple):
 
 def impala_loss(
     *,
-    learner_logits: torch.Tensor,
-    behaviour_logits: torch.Tensor,
-    actions: torch.Tensor,
+    target_log_probs: torch.Tensor,
+    behaviour_log_probs: torch.Tensor,
+    entropy: torch.Tensor,
     values: torch.Tensor,
     bootstrap_value: torch.Tensor,
     rewards: torch.Tensor,
@@ -129,33 +117,37 @@ def impala_loss(
     clip_c_threshold: float | None = 1.0,
     lambda_: float = 1.0,
     reduction: str = "mean",
+    center_advantages: bool = False,
 ) -> ImpalaLoss:
-    """The IMPALA loss on one unroll.
+    """The IMPALA loss on one unroll, for any action distribution.
 
-    learner_logits, behaviour_logits: [T, B, A]; actions (int), values, rewards, discounts,
-    valid (bool or None): [T, B]; bootstrap_value: [B]. `discounts` is gamma * (1 - terminated),
-    not zeroed for truncation. Gradients reach learner_logits (pg and entropy terms) and values
-    (baseline term) only: V-trace runs on detached copies, and behaviour_logits and
-    bootstrap_value get no gradient.
+    target_log_probs log pi(a_t|x_t) (with grad), behaviour_log_probs log mu(a_t|x_t),
+    entropy H(pi(.|x_t)) (with grad), values, rewards, discounts, valid (bool or None): [T, B];
+    bootstrap_value: [B]. `discounts` is gamma * (1 - terminated), not zeroed for truncation.
+    Gradients reach the target policy (pg and entropy terms) and values (baseline term) only:
+    V-trace runs on detached copies, and the behaviour terms and bootstrap_value get no gradient.
     """
-    _expect_shape("behaviour_logits", behaviour_logits, tuple(learner_logits.shape),
-                       "learner_logits")
-    if learner_logits.dim() != 3:
-        raise ValueError(
-            f"learner_logits has shape {tuple(learner_logits.shape)}, expected [T, B, A]")
-    _expect_shape("values", values, tuple(learner_logits.shape[:2]), "learner_logits' [T, B]")
-    vtrace = vtrace_from_logits(
-        behaviour_logits.detach(), learner_logits.detach(), actions, discounts, rewards,
-        values.detach(), bootstrap_value.detach(),
+    if target_log_probs.dim() != 2:
+        raise ValueError(f"target_log_probs has shape {tuple(target_log_probs.shape)}, "
+                         "expected [T, B]")
+    tb = tuple(target_log_probs.shape)
+    _expect_shape("behaviour_log_probs", behaviour_log_probs, tb, "target_log_probs")
+    _expect_shape("entropy", entropy, tb, "target_log_probs")
+    _expect_shape("values", values, tb, "target_log_probs")
+    log_rhos = target_log_probs.detach() - behaviour_log_probs.detach()
+    vtrace = vtrace_from_importance_weights(
+        log_rhos, discounts, rewards, values.detach(), bootstrap_value.detach(),
         clip_rho_threshold=clip_rho_threshold, clip_c_threshold=clip_c_threshold,
         clip_pg_rho_threshold=clip_pg_rho_threshold, lambda_=lambda_, valid=valid)
-    pg = policy_gradient_loss(learner_logits, actions, vtrace.pg_advantages, mask=valid,
-                              reduction=reduction)
+    advantages = vtrace.pg_advantages
+    if center_advantages:
+        advantages = advantages - _reduce(advantages, valid, "mean")
+    pg = policy_gradient_loss(target_log_probs, advantages, mask=valid, reduction=reduction)
     baseline = baseline_loss(values, vtrace.vs, mask=valid, reduction=reduction)
-    entropy = entropy_loss(learner_logits, mask=valid, reduction=reduction)
-    total = pg + baseline_cost * baseline + entropy_cost * entropy
-    return ImpalaLoss(total=total, pg_loss=pg, baseline_loss=baseline, entropy_loss=entropy,
-                      vs=vtrace.vs, pg_advantages=vtrace.pg_advantages, log_rhos=vtrace.log_rhos)
+    entropy_term = entropy_loss(entropy, mask=valid, reduction=reduction)
+    total = pg + baseline_cost * baseline + entropy_cost * entropy_term
+    return ImpalaLoss(total=total, pg_loss=pg, baseline_loss=baseline, entropy_loss=entropy_term,
+                      vs=vtrace.vs, pg_advantages=vtrace.pg_advantages, log_rhos=log_rhos)
 
 
 REWARD_CLIPS = ("none", "abs_one", "soft")

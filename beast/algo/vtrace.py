@@ -41,6 +41,8 @@ from typing import NamedTuple
 
 import torch
 
+from beast.distributions import Categorical
+
 
 class VTraceReturns(NamedTuple):
     vs: torch.Tensor
@@ -74,27 +76,6 @@ def _check_threshold(name: str, threshold: float | None) -> None:
 
 def _clip(ratio: torch.Tensor, threshold: float | None) -> torch.Tensor:
     return ratio if threshold is None else ratio.clamp(max=threshold)
-
-
-def log_softmax_f32(logits: torch.Tensor) -> torch.Tensor:
-    """log_softmax over the last axis, in at least float32.
-
-    Half-precision logits are upcast first: log-probabilities of unlikely actions lose most of
-    their digits in float16/bfloat16, and importance ratios exponentiate that error.
-    """
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    return torch.log_softmax(logits, dim=-1)
-
-
-def action_log_probs(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[..., a] for categorical `logits` [..., A] and int `actions` [...]."""
-    if tuple(actions.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(f"actions has shape {tuple(actions.shape)}, expected "
-                         f"{tuple(logits.shape[:-1])} (the leading shape of the logits)")
-    if actions.dtype.is_floating_point or actions.dtype == torch.bool:
-        raise ValueError(f"actions must be an integer tensor (got {actions.dtype})")
-    return log_softmax_f32(logits).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
 
 def vtrace_from_importance_weights(
@@ -176,7 +157,8 @@ def vtrace_from_logits(
     lambda_: float = 1.0,
     valid: torch.Tensor | None = None,
 ) -> VTraceFromLogitsReturns:
-    """V-trace for categorical policies given as logits [T, B, A] and int actions [T, B].
+    """V-trace for categorical policies given as logits [T, B, A] and int actions [T, B] (the
+    learner computes log-probabilities through its beast.distributions object instead).
 
     log_rhos = log pi(a) - log mu(a) from log_softmax in at least float32. The returned action
     log-probabilities keep their autograd history (so a caller may build a policy loss on the
@@ -190,8 +172,9 @@ def vtrace_from_logits(
                   tuple(behaviour_policy_logits.shape), "[T, B, A] like behaviour_policy_logits")
     _expect_shape("actions", actions, tuple(behaviour_policy_logits.shape[:2]),
                   "[T, B] like the logits' leading axes")
-    behaviour_log_probs = action_log_probs(behaviour_policy_logits, actions)
-    target_log_probs = action_log_probs(target_policy_logits, actions)
+    categorical = Categorical(behaviour_policy_logits.shape[-1])
+    behaviour_log_probs = categorical.log_prob(behaviour_policy_logits, actions)
+    target_log_probs = categorical.log_prob(target_policy_logits, actions)
     log_rhos = target_log_probs.detach() - behaviour_log_probs.detach()
     returns = vtrace_from_importance_weights(
         log_rhos, discounts, rewards, values, bootstrap_value,

@@ -32,12 +32,14 @@ from beast.config import EnvConfig
 from beast.envs import atari, minatar
 from beast.envs import envpool as envpool_backend
 from beast.envs.single import SingleEnvVector
+from beast.envs.spaces import adapt_spaces, needs_adapting
 
 BACKENDS = ("gymnasium", "envpool")
 INSTALL_COMMANDS = {
     "atari": 'pip install -e ".[atari]"',
     "minatar": "pip install --no-deps minatar",
     "envpool": 'pip install -e ".[envpool]"',
+    "box2d": 'pip install -e ".[box2d]"',
 }
 _T = TypeVar("_T")
 
@@ -58,6 +60,20 @@ def _with_extra(load: Callable[[], _T], extra: str, env_id: str) -> _T:
         missing = exc.name or "an optional package"
         raise MissingExtraError(f"environment {env_id!r} needs {missing!r}, which is not "
                                 f"installed; install it with `{INSTALL_COMMANDS[extra]}`") from exc
+
+
+def _gym_make(env_id: str, name: str) -> gym.Env:
+    """gym.make, with Gymnasium's missing-dependency error as one line naming the install
+    command (the box2d envs' extra is Beast's `[box2d]`)."""
+    try:
+        return gym.make(name)
+    except gym.error.DependencyNotInstalled as exc:
+        entry_point = str(gym.spec(name).entry_point)
+        if "box2d" in entry_point:
+            raise MissingExtraError(f"environment {env_id!r} needs box2d, which is not installed; "
+                                    f"install it with `{INSTALL_COMMANDS['box2d']}`") from exc
+        raise MissingExtraError(f"environment {env_id!r} needs a package that is not installed: "
+                                f"{' '.join(str(exc).split())}") from exc
 
 
 def _check_backend(backend: str) -> None:
@@ -171,16 +187,26 @@ def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
         return _make_envpool(env_id, num_envs, episodic_life, sticky_actions)
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
-    if factory is not None:
-        if num_envs == 1:
-            return SingleEnvVector(factory())
-        return gym.vector.SyncVectorEnv([factory] * num_envs,
-                                        autoreset_mode=AutoresetMode.NEXT_STEP)
-    if num_envs == 1:
-        env = gym.make(name)
-        if isinstance(env.observation_space, gym.spaces.Box):
+    if factory is None:
+        env = _gym_make(env_id, name)  # one env first: its spaces decide the vector env
+        if needs_adapting(env.observation_space, env.action_space):
+            adapted = adapt_spaces(env)  # structured observations, Box actions (beast.envs.spaces)
+            if num_envs == 1:
+                return SingleEnvVector(adapted)
+            adapted.close()
+            factory = lambda: adapt_spaces(gym.make(name))  # noqa: E731
+        elif num_envs == 1:
             return SingleEnvVector(env)
-        env.close()
+        else:
+            env.close()
+            return _gym_vector_env(env_id, name, num_envs)
+    if num_envs == 1:
+        return SingleEnvVector(factory())
+    return gym.vector.SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+
+def _gym_vector_env(env_id: str, name: str, num_envs: int) -> gym.vector.VectorEnv:
+    """A plain Gymnasium id's own vector env (its vectorised implementation if it has one)."""
     spec = gym.spec(name)
     mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     env = gym.make_vec(name, num_envs=num_envs, vectorization_mode=mode)
@@ -196,7 +222,10 @@ def make_env(env_id: str, *, episodic_life: bool = False, sticky_actions: bool =
     """One environment, preprocessed exactly as in `make_vector_env` (e.g. for its spaces)."""
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
-    return factory() if factory is not None else gym.make(name)
+    if factory is not None:
+        return factory()
+    env = _gym_make(env_id, name)
+    return adapt_spaces(env) if needs_adapting(env.observation_space, env.action_space) else env
 
 
 def check_env_config(config: EnvConfig) -> None:

@@ -4,6 +4,14 @@
 feed-forward model accepts any leading dims and ignores the state; a recurrent one needs
 `[T, B, ...]` observations, the state entering step 0 and the steps' `done` flags (see
 beast.models.core for the convention), and returns the state entering step T.
+
+What a model declares (the rollout schema is built from it, beast.rollout):
+- `dist`: its action distribution (beast.distributions); the policy head outputs
+  `dist.param_size` parameters per step (`policy_params`).
+- `core_state_shape`: the recurrent state's shape per env, or None.
+- `extra_outputs`: name → per-step shape of any further float32 output the model returns in
+  `AgentOutput.extras` (empty for Beast's models). Actors record them in the rollout and the
+  learner's batch carries them, in every runtime.
 """
 
 from __future__ import annotations
@@ -14,15 +22,17 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from beast.distributions import ActionDistribution, DiagGaussian
 from beast.models.core import LSTMCore
 
 
 class AgentOutput(NamedTuple):
     """What a policy-value model returns for observations of shape [*lead, *obs_shape]."""
 
-    policy_logits: torch.Tensor  # [*lead, num_actions]
+    policy_params: torch.Tensor  # [*lead, dist.param_size]
     baseline: torch.Tensor  # [*lead]
     core_state: torch.Tensor | None = None  # [B, *core_state_shape]; None when feed-forward
+    extras: dict[str, torch.Tensor] | None = None  # name -> [*lead, *extra_outputs[name]]
 
 
 def linear_head(width: int, outputs: int, gain: float) -> nn.Linear:
@@ -31,6 +41,26 @@ def linear_head(width: int, outputs: int, gain: float) -> nn.Linear:
     nn.init.orthogonal_(linear.weight, gain=gain)
     nn.init.zeros_(linear.bias)
     return linear
+
+
+class GaussianHead(nn.Module):
+    """State-dependent mean, learned state-independent log-std (initially 0: std 1)."""
+
+    def __init__(self, width: int, size: int) -> None:
+        super().__init__()
+        self.mean = linear_head(width, size, gain=0.01)
+        self.log_std = nn.Parameter(torch.zeros(size))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        mean = self.mean(features)
+        return torch.cat([mean, self.log_std.expand_as(mean)], dim=-1)
+
+
+def policy_head(width: int, dist: ActionDistribution) -> nn.Module:
+    """The layer from features to `dist.param_size` policy parameters."""
+    if isinstance(dist, DiagGaussian):
+        return GaussianHead(width, dist.size)
+    return linear_head(width, dist.param_size, gain=0.01)
 
 
 def act_step(model: nn.Module, obs: torch.Tensor, core_state: torch.Tensor | None,
@@ -44,21 +74,24 @@ def act_step(model: nn.Module, obs: torch.Tensor, core_state: torch.Tensor | Non
     if core_state is None:
         return model(obs)
     output = model(obs[None], core_state, done[None])
-    return AgentOutput(output.policy_logits[0], output.baseline[0], output.core_state)
+    extras = {k: v[0] for k, v in output.extras.items()} if output.extras else None
+    return AgentOutput(output.policy_params[0], output.baseline[0], output.core_state, extras)
 
 
 class PolicyValueNet(nn.Module):
     """A shared torso (features of size `feature_size`), an optional LSTM, policy and value heads."""
 
+    extra_outputs: dict[str, tuple[int, ...]] = {}
+
     def __init__(self, torso: nn.Module, feature_size: int, obs_shape: tuple[int, ...],
-                 num_actions: int, lstm_size: int = 0) -> None:
+                 dist: ActionDistribution, lstm_size: int = 0) -> None:
         super().__init__()
         self.obs_shape = tuple(obs_shape)
-        self.num_actions = num_actions
+        self.dist = dist
         self.torso = torso
         self.core = LSTMCore(feature_size, lstm_size) if lstm_size > 0 else None
         width = lstm_size or feature_size
-        self.policy = linear_head(width, num_actions, gain=0.01)
+        self.policy = policy_head(width, dist)
         self.baseline = linear_head(width, 1, gain=1.0)
 
     @property

@@ -84,6 +84,10 @@ class APSController:
         self._syncs_at_adapt = 0
 
     @property
+    def num_actors(self) -> int:
+        return len(self._actors)
+
+    @property
     def syncs_total(self) -> int:
         return sum(self.trigger_counts.values())
 

@@ -164,64 +164,49 @@ EnvStep next_step(const EnvStep& previous, const ArrayMap& out, const EnvSpec& s
   return step;
 }
 
-// compute()'s outputs, checked and cast to the rollout's dtypes.
-ArrayMap checked_agent(const ArrayMap& out, const EnvSpec& spec, const Shape& core_state_shape) {
-  const std::int64_t k = spec.num_envs;
-  const bool recurrent = !core_state_shape.empty();
-  static const char* const kKeys[] = {"action", "policy_logits", "baseline", "policy_version"};
+// compute()'s outputs, checked against the agent spec (exactly its keys, each
+// [K, *shape]) and cast to its dtypes; a float given for an integer field is
+// refused, not truncated.
+ArrayMap checked_agent(const ArrayMap& out, std::int64_t k, const AgentSpec& agent_spec) {
   for (const auto& [key, array] : out) {
-    bool known = recurrent && key == "core_state";
-    for (const char* name : kKeys) known = known || key == name;
-    if (!known) {
-      throw std::invalid_argument("inference output has unexpected key '" + key +
-                                  "' (expected action, policy_logits, baseline, policy_version" +
-                                  (recurrent ? ", core_state)" : ")"));
+    if (agent_spec.count(key) == 0) {
+      std::string expected;
+      for (const auto& [name, field] : agent_spec) expected += (expected.empty() ? "" : ", ") + name;
+      throw std::invalid_argument("inference output has unexpected key '" + key + "' (the agent spec has " +
+                                  expected + ")");
     }
   }
-  const Array& action = require(out, "action", {k}, "inference output");
-  const Array& version = require(out, "policy_version", {k}, "inference output");
-  if (is_floating(action.dtype()) || is_floating(version.dtype())) {
-    throw std::invalid_argument(std::string("inference output 'action' and 'policy_version' must be integers, got ") +
-                                dtype_name(action.dtype()) + " and " + dtype_name(version.dtype()));
-  }
-  ArrayMap agent{
-      {"action", cast(action, DType::kInt64)},
-      {"policy_logits",
-       cast(require(out, "policy_logits", {k, spec.num_actions}, "inference output"), DType::kFloat32)},
-      {"baseline", cast(require(out, "baseline", {k}, "inference output"), DType::kFloat32)},
-      {"policy_version", cast(version, DType::kInt64)},
-  };
-  if (recurrent) {
-    agent["core_state"] =
-        cast(require(out, "core_state", with_leading(k, core_state_shape), "inference output"), DType::kFloat32);
+  ArrayMap agent;
+  for (const auto& [key, field] : agent_spec) {
+    const Array& value = require(out, key, with_leading(k, field.shape), "inference output");
+    if (is_floating(value.dtype()) && !is_floating(field.dtype)) {
+      throw std::invalid_argument("inference output '" + key + "' must be " + dtype_name(field.dtype) + ", got " +
+                                  dtype_name(value.dtype()));
+    }
+    agent[key] = cast(value, field.dtype);
   }
   return agent;
 }
 
-// A new unroll: every key of beast.rollout.RolloutSpec, [T+1, K, ...]. It is
-// fully written before it is enqueued, so it is not poisoned.
-ArrayMap allocate_unroll(std::int64_t length, const EnvSpec& spec, const Shape& core_state_shape) {
+// A new unroll: the env half plus every agent key, [T+1, K, ...]. It is fully
+// written before it is enqueued, so it is not poisoned.
+ArrayMap allocate_unroll(std::int64_t length, const EnvSpec& spec, const AgentSpec& agent_spec) {
   const std::int64_t k = spec.num_envs;
-  Shape obs{length, k};
-  obs.insert(obs.end(), spec.observation.shape.begin(), spec.observation.shape.end());
+  auto leading = [&](const Shape& shape) {
+    Shape out{length, k};
+    out.insert(out.end(), shape.begin(), shape.end());
+    return out;
+  };
   const Shape per_env{length, k};
   ArrayMap unroll{
-      {"obs", Array::empty(spec.observation.dtype, obs)},
+      {"obs", Array::empty(spec.observation.dtype, leading(spec.observation.shape))},
       {"reward", Array::empty(DType::kFloat32, per_env)},
       {"terminated", Array::empty(DType::kBool, per_env)},
       {"truncated", Array::empty(DType::kBool, per_env)},
       {"episode_return", Array::empty(DType::kFloat32, per_env)},
       {"episode_step", Array::empty(DType::kInt32, per_env)},
-      {"action", Array::empty(DType::kInt64, per_env)},
-      {"policy_logits", Array::empty(DType::kFloat32, {length, k, spec.num_actions})},
-      {"baseline", Array::empty(DType::kFloat32, per_env)},
-      {"policy_version", Array::empty(DType::kInt64, per_env)},
   };
-  if (!core_state_shape.empty()) {
-    Shape state{length, k};
-    state.insert(state.end(), core_state_shape.begin(), core_state_shape.end());
-    unroll["core_state"] = Array::empty(DType::kFloat32, state);
-  }
+  for (const auto& [key, field] : agent_spec) unroll[key] = Array::empty(field.dtype, leading(field.shape));
   return unroll;
 }
 
@@ -248,19 +233,38 @@ void write_entry(ArrayMap& unroll, std::int64_t t, const EnvStep& step, const Ar
 
 ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
                      std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
-                     Shape core_state_shape)
+                     AgentSpec agent_spec, std::string action_key, std::vector<std::string> state_keys)
     : unroll_length_(unroll_length),
       queue_(learner_queue),
       batcher_(inference_batcher),
       addresses_(std::move(env_server_addresses)),
       seed_(seed),
       reply_timeout_(reply_timeout),
-      core_state_shape_(std::move(core_state_shape)) {
+      agent_spec_(std::move(agent_spec)),
+      action_key_(std::move(action_key)),
+      state_keys_(std::move(state_keys)) {
   if (unroll_length_ < 1) {
     throw std::invalid_argument("ActorPool: unroll_length must be >= 1, got " + std::to_string(unroll_length_));
   }
   if (addresses_.empty()) throw std::invalid_argument("ActorPool: needs at least one env server address");
   if (queue_ == nullptr || batcher_ == nullptr) throw std::invalid_argument("ActorPool: queue and batcher required");
+  if (agent_spec_.count(action_key_) == 0) {
+    throw std::invalid_argument("ActorPool: the agent spec has no action key '" + action_key_ + "'");
+  }
+  for (const std::string& key : state_keys_) {
+    if (agent_spec_.count(key) == 0) {
+      throw std::invalid_argument("ActorPool: state key '" + key + "' is not in the agent spec");
+    }
+    if (key == action_key_) throw std::invalid_argument("ActorPool: the action cannot be a state key");
+  }
+  for (const auto& [key, field] : agent_spec_) {
+    for (const char* env_key : {"obs", "reward", "terminated", "truncated", "episode_return", "episode_step"}) {
+      if (key == env_key) throw std::invalid_argument("ActorPool: agent key '" + key + "' clashes with an env key");
+    }
+    for (std::int64_t dim : field.shape) {
+      if (dim < 0) throw std::invalid_argument("ActorPool: agent key '" + key + "' has a negative dim");
+    }
+  }
   deadline_after(reply_timeout_, "ActorPool");  // refuses a negative or NaN timeout now
 }
 
@@ -303,10 +307,14 @@ void ActorPool::fail(const std::string& message) {
 }
 
 void ActorPool::check_spec(std::size_t index, const EnvSpec& spec) {
-  if (spec.num_actions < 1 || !spec.action.shape.empty()) {
-    throw std::invalid_argument("the actor pool needs a Discrete action space, got action shape " +
-                                shape_string(spec.action.shape) + " with num_actions " +
-                                std::to_string(spec.num_actions));
+  const ArraySpec& action = agent_spec_.at(action_key_);
+  if (action.shape != spec.action.shape) {
+    throw std::invalid_argument("serves actions of shape " + shape_string(spec.action.shape) +
+                                " but the agent spec's '" + action_key_ + "' is " + shape_string(action.shape));
+  }
+  if (is_floating(action.dtype) && !is_floating(spec.action.dtype)) {
+    throw std::invalid_argument(std::string("serves ") + dtype_name(spec.action.dtype) + " actions but the agent's '" +
+                                action_key_ + "' is " + dtype_name(action.dtype));
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (!first_spec_) {
@@ -319,7 +327,8 @@ void ActorPool::check_spec(std::size_t index, const EnvSpec& spec) {
       first.observation != spec.observation || first.action != spec.action) {
     auto text = [](const EnvSpec& s) {
       return "num_envs " + std::to_string(s.num_envs) + ", obs " + dtype_name(s.observation.dtype) + " " +
-             shape_string(s.observation.shape) + ", num_actions " + std::to_string(s.num_actions);
+             shape_string(s.observation.shape) + ", action " + dtype_name(s.action.dtype) + " " +
+             shape_string(s.action.shape);
     };
     throw std::invalid_argument("serves " + text(spec) + " but " + first_spec_address_ + " serves " + text(first) +
                                 "; every env server must serve the same");
@@ -346,28 +355,31 @@ void ActorPool::loop(std::size_t index) {
   const std::int64_t k = spec.num_envs;
   if (stop_.load()) return;
   EnvStep step = first_step(client.reset(seed_ + static_cast<std::int64_t>(index) * k), spec);
-  const bool recurrent = !core_state_shape_.empty();
-  Array core_state;  // entering the current step (a recurrent model only): zeros at first
-  if (recurrent) {
-    core_state = Array::empty(DType::kFloat32, with_leading(k, core_state_shape_));
-    std::memset(core_state.data(), 0, core_state.nbytes());
+  // Agent outputs fed back as inputs (a recurrent model's core state): the value entering
+  // the current step, zeros at first; unrolls record the entering value.
+  ArrayMap state;
+  for (const std::string& key : state_keys_) {
+    const ArraySpec& field = agent_spec_.at(key);
+    Array zeros = Array::empty(field.dtype, with_leading(k, field.shape));
+    std::memset(zeros.data(), 0, zeros.nbytes());
+    state[key] = std::move(zeros);
   }
   auto act = [&] {
     ArrayMap inputs{{"obs", step.obs}, {"reward", step.reward}, {"terminated", step.terminated},
                     {"truncated", step.truncated}};
-    if (recurrent) inputs["core_state"] = core_state;
-    ArrayMap agent = checked_agent(batcher_->compute(std::move(inputs)), spec, core_state_shape_);
-    if (recurrent) std::swap(agent.at("core_state"), core_state);  // record the entering state
+    for (const auto& [key, value] : state) inputs[key] = value;
+    ArrayMap agent = checked_agent(batcher_->compute(std::move(inputs)), k, agent_spec_);
+    for (auto& [key, value] : state) std::swap(agent.at(key), value);  // record the entering value
     return agent;
   };
   if (stop_.load()) return;
   ArrayMap agent = act();
   for (;;) {
-    ArrayMap unroll = allocate_unroll(unroll_length_ + 1, spec, core_state_shape_);
+    ArrayMap unroll = allocate_unroll(unroll_length_ + 1, spec, agent_spec_);
     write_entry(unroll, 0, step, agent);  // the previous unroll's last entry
     for (std::int64_t t = 1; t <= unroll_length_; ++t) {
       if (stop_.load()) return;
-      ArrayMap out = client.step(cast(agent.at("action"), spec.action.dtype));
+      ArrayMap out = client.step(cast(agent.at(action_key_), spec.action.dtype));
       num_steps_.fetch_add(k);
       step = next_step(step, out, spec);
       if (stop_.load()) return;

@@ -5,29 +5,29 @@
 //   EnvClient(address) -> reset(seed + index * K)
 //   loop:
 //     DynamicBatcher.compute({"obs": [K, *obs_shape], "reward": [K] f32,
-//                             "terminated": [K] bool, "truncated": [K] bool
-//                             [, "core_state": [K, *S] f32]})
-//       -> {"action": [K] int, "policy_logits": [K, A] float,
-//           "baseline": [K] float, "policy_version": [K] int
-//           [, "core_state": [K, *S] f32]}
-//     (core_state only for a recurrent model: see the constructor)
+//                             "terminated": [K] bool, "truncated": [K] bool,
+//                             each state key: [K, *shape]})
+//       -> exactly the agent spec's keys, each [K, *shape] (cast to its dtype)
 //     write entry t of the unroll (env output o_t + agent output at o_t)
-//     EnvClient.step(action) -> the next env output
+//     EnvClient.step(agent[action_key]) -> the next env output
 //     after T+1 entries: BatchingQueue.enqueue(unroll); the last entry is
 //     entry 0 of the next unroll (its action is the one executed next)
-// An unroll holds exactly the keys of beast.rollout.RolloutSpec, each
-// [T+1, K, ...]: obs (the env's dtype), reward f32, terminated bool,
-// truncated bool, episode_return f32, episode_step int32, action int64,
-// policy_logits f32 [.., A], baseline f32, policy_version int64 (and
-// core_state f32 [.., *S] for a recurrent model). The
-// inference side stamps policy_version with the weights it used; the pool
-// casts outputs to these dtypes (a float action is refused, not truncated).
+// The agent half of the rollout is data, not code: the caller passes the agent
+// spec (key -> dtype and per-env shape, from beast.rollout.RolloutSpec), which
+// key is the action sent to the env, and which keys are state fed back to the
+// next compute() (a recurrent model's core state: zeros at first; unrolls
+// record the value entering each step). No agent key is named in this code.
+// An unroll holds the env half, [T+1, K, ...]: obs (the env's dtype), reward
+// f32, terminated bool, truncated bool, episode_return f32, episode_step int32,
+// and every agent key. The inference side stamps policy_version (an agent key
+// like any other) with the weights it used. A float output for an integer
+// field is refused, not truncated; the action is cast to the env's dtype.
 // episode_return / episode_step are running sums that restart at the step
-// after an episode ended (next-step autoreset), as in mono's UnrollWorker;
-// when the env sends "game_over" (episodic life), only after a game ended.
-// The learner queue is meant to be BatchingQueue(capacity, 1, stack = false),
-// so a batch of n unrolls is [T+1, n*K, ...]. Every connection must serve
-// the same K and the same specs.
+// after an episode ended (next-step autoreset), as in beast.acting's
+// UnrollWorker; when the env sends "game_over" (episodic life), only after a
+// game ended. The learner queue is meant to be BatchingQueue(capacity, 1,
+// stack = false), so a batch of n unrolls is [T+1, n*K, ...]. Every
+// connection must serve the same K and the same specs.
 //
 // Threads: start(), close(), error() and the counters may be called from any
 // thread. The connection threads are pure C++ (no Python, no GIL). The first
@@ -50,6 +50,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,19 +64,20 @@
 
 namespace beast {
 
+// key -> dtype and per-env shape of each agent output (ordered, so unrolls are too).
+using AgentSpec = std::map<std::string, ArraySpec>;
+
 class ActorPool {
  public:
   // unroll_length T >= 1; at least one address. `learner_queue` and
   // `inference_batcher` must outlive the pool. Connection i resets its K
   // envs with seed + i * K (env j gets seed + i * K + j). `reply_timeout`
   // bounds the connect and every env reply (std::nullopt: for ever).
-  // A non-empty `core_state_shape` (a recurrent model, beast.models.core)
-  // makes every compute() carry "core_state" [K, *shape] f32, the state
-  // entering the step (zeros at first), and expect the state entering the
-  // next step back under the same key; unrolls record the entering state.
+  // `agent_spec` must hold `action_key` and every key of `state_keys` (see the
+  // file comment); std::invalid_argument otherwise.
   ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
             std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
-            Shape core_state_shape = {});
+            AgentSpec agent_spec, std::string action_key, std::vector<std::string> state_keys = {});
   // close()
   ~ActorPool();
 
@@ -114,7 +116,9 @@ class ActorPool {
   const std::vector<std::string> addresses_;
   const std::int64_t seed_;
   const Timeout reply_timeout_;
-  const Shape core_state_shape_;  // empty: a feed-forward model
+  const AgentSpec agent_spec_;
+  const std::string action_key_;
+  const std::vector<std::string> state_keys_;
 
   std::mutex join_mu_;     // held by close() while it joins, so a second close() waits too
   mutable std::mutex mu_;  // guards threads_, started_, closed_, error_, first_spec_

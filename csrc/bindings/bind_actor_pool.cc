@@ -15,6 +15,7 @@
 
 #include "actor/actor_pool.h"
 #include "bindings/bindings.h"
+#include "bindings/numpy.h"
 #include "core/batching_queue.h"
 #include "core/dynamic_batcher.h"
 
@@ -29,18 +30,19 @@ envs with central inference and writing ``[T+1, K]`` unrolls into a queue.
 
 Each thread: connect, ``reset(seed + i * K)`` (connection i), then loop:
 ``inference_batcher.compute({"obs": [K, *obs_shape], "reward": [K] f32,
-"terminated": [K] bool, "truncated": [K] bool})``, which must return
-``{"action": [K] int, "policy_logits": [K, A] float, "baseline": [K] float,
-"policy_version": [K] int}`` (the inference side stacks n rows as ``[n, K,
-...]`` and stamps the version of the weights it used; with a recurrent
-``core_state_shape`` both sides also carry ``"core_state"``); write entry t; step
-the envs with the action. Every T steps it enqueues one unroll, a dict with
-exactly the keys of ``beast.rollout.RolloutSpec``, each ``[T+1, K, ...]``
-(entry 0 repeats the previous unroll's last entry; episode_return and
-episode_step restart at the step after an episode ended, or after a game
-ended when the env sends ``game_over``, as in mono's ``UnrollWorker``). Create the queue as ``BatchingQueue(capacity,
+"terminated": [K] bool, "truncated": [K] bool, **state})``, which must return
+exactly the keys of ``agent_spec`` (``{key: (dtype, shape)}``, per env; the
+inference side stacks n rows as ``[n, K, ...]``); write entry t; step the envs
+with ``outputs[action_key]``. ``state_keys`` name outputs fed back as inputs to
+the next step (a recurrent core state: zeros at first; the unroll records the
+value entering each step). Every T steps it enqueues one unroll, the env half
+(obs, reward, terminated, truncated, episode_return, episode_step) plus every
+agent key, each ``[T+1, K, ...]`` (entry 0 repeats the previous unroll's last
+entry; episode_return and episode_step restart at the step after an episode
+ended, or after a game ended when the env sends ``game_over``, as in
+``beast.acting.UnrollWorker``). Create the queue as ``BatchingQueue(capacity,
 batch_dim=1, stack=False)`` so batches are ``[T+1, B*K, ...]``. Every server
-must serve the same K and specs (Discrete actions).
+must serve the same K and specs, with actions of the agent's action shape.
 
 Errors: the first exception in any thread (a dead env server, an env that
 raised, bad inference outputs, a timeout) is kept and stops the other
@@ -63,7 +65,10 @@ Call loop::
 
     queue = BatchingQueue(capacity=8, batch_dim=1, stack=False)
     batcher = DynamicBatcher()
-    pool = ActorPool(T, queue, batcher, ["127.0.0.1:4000", "127.0.0.1:4001"], seed=0)
+    spec = RolloutSpec.build(obs_space, model)       # beast.rollout
+    pool = ActorPool(T, queue, batcher, ["127.0.0.1:4000", "127.0.0.1:4001"], seed=0,
+                     agent_spec={k: (f.dtype, f.shape) for k, f in spec.agent.items()},
+                     action_key="action")
     pool.start()
     # inference thread: for batch in batcher: batch.set_outputs(model(batch.inputs))
     # learner thread:   for rollout in queue: learner.step(rollout)
@@ -88,26 +93,34 @@ void bind_actor_pool(py::module_& m) {
   py::class_<ActorPool, PoolHolder>(m, "ActorPool", kPoolDoc)
       .def(py::init([](std::int64_t unroll_length, BatchingQueue& learner_queue, DynamicBatcher& inference_batcher,
                        std::vector<std::string> env_server_addresses, std::int64_t seed,
-                       std::optional<double> connect_timeout, std::vector<std::int64_t> core_state_shape) {
+                       std::optional<double> connect_timeout, const py::dict& agent_spec, std::string action_key,
+                       std::vector<std::string> state_keys) {
              Timeout timeout;
              if (connect_timeout) timeout = std::chrono::duration<double>(*connect_timeout);
-             for (std::int64_t dim : core_state_shape) {
-               if (dim < 1) throw std::invalid_argument("ActorPool: core_state_shape dims must be >= 1");
+             AgentSpec spec;
+             for (const auto& [key_object, field] : agent_spec) {
+               const std::string key = py::cast<std::string>(key_object);
+               const auto pair = py::cast<py::tuple>(field);
+               if (pair.size() != 2) throw std::invalid_argument("ActorPool: agent_spec['" + key + "'] must be (dtype, shape)");
+               const DType dtype = from_numpy_dtype(py::dtype::from_args(py::object(pair[0])), key);
+               const auto dims = py::cast<std::vector<std::int64_t>>(pair[1]);
+               spec[key] = ArraySpec{dtype, Shape(dims.begin(), dims.end())};
              }
              return PoolHolder(new ActorPool(unroll_length, &learner_queue, &inference_batcher,
-                                             std::move(env_server_addresses), seed, timeout,
-                                             Shape(core_state_shape.begin(), core_state_shape.end())));
+                                             std::move(env_server_addresses), seed, timeout, std::move(spec),
+                                             std::move(action_key), std::move(state_keys)));
            }),
            py::arg("unroll_length"), py::arg("learner_queue"), py::arg("inference_batcher"),
            py::arg("env_server_addresses"), py::arg("seed") = 0, py::arg("connect_timeout") = 30.0,
-           py::arg("core_state_shape") = std::vector<std::int64_t>{},
+           py::kw_only(), py::arg("agent_spec"), py::arg("action_key"),
+           py::arg("state_keys") = std::vector<std::string>{},
            py::keep_alive<1, 3>(), py::keep_alive<1, 4>(),
            "unroll_length T >= 1; one thread per address (\"HOST:PORT\" or \"unix:/path\"); connection i "
            "resets with seed + i * K. connect_timeout (seconds; None: for ever) bounds the connect and each "
-           "env reply. core_state_shape (a recurrent model's, e.g. [2, 1, H]; empty: none) adds "
-           "\"core_state\" [K, *shape] f32 to every compute() (the state entering the step, zeros at "
-           "first), expects the next step's state back under that key, and records the entering state "
-           "in the unroll. Nothing connects before start().")
+           "env reply. agent_spec: {key: (dtype, per-env shape)} of the inference outputs (the rollout's "
+           "agent half); action_key: the one sent to the envs; state_keys: outputs fed back to the next "
+           "compute() (zeros at first), recorded as the value entering each step. Nothing connects "
+           "before start().")
       .def("start", [](ActorPool& pool) {
         py::gil_scoped_release nogil;
         pool.start();

@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 
-from beast.config import (Config, ConfigError, EnvConfig, LossConfig, ModelConfig, OptimConfig,
-                          PolyConfig, RunConfig, SyncConfig, build_parser, config_from_args,
-                          field_docs)
+from beast.config import (Config, ConfigError, EnvConfig, EvalConfig, LossConfig, ModelConfig,
+                          MonoConfig, OptimConfig, PolyConfig, RunConfig, SyncConfig, build_parser,
+                          check_mono, config_from_args, field_docs)
 
-GROUPS = (EnvConfig, ModelConfig, LossConfig, OptimConfig, RunConfig, SyncConfig, PolyConfig)
+GROUPS = (EnvConfig, ModelConfig, LossConfig, OptimConfig, RunConfig, MonoConfig, EvalConfig,
+          SyncConfig, PolyConfig)
 
 
 @pytest.mark.parametrize("cls", GROUPS)
@@ -38,7 +39,9 @@ def test_flags_override_base_and_defaults_stay() -> None:
 
 def test_skipped_groups_get_no_flags_and_string_tuples_parse() -> None:
     assert "--num-servers" not in build_parser("mono", skip=("poly",))._option_string_actions
-    args = build_parser("poly").parse_args(["--server-addresses", "127.0.0.1:1", "unix:/x"])
+    assert "--slots-per-actor" not in build_parser("poly", skip=("mono",))._option_string_actions
+    args = build_parser("poly", skip=("mono",)).parse_args(
+        ["--server-addresses", "127.0.0.1:1", "unix:/x"])
     assert config_from_args(args).poly.server_addresses == ("127.0.0.1:1", "unix:/x")
 
 
@@ -54,7 +57,8 @@ def test_json_round_trip() -> None:
     (lambda: OptimConfig(learning_rate=-1), "--learning-rate must be > 0"),
     (lambda: ModelConfig(activation="gelu"), "--activation"),
     (lambda: RunConfig(device="tpu"), "--device"),
-    (lambda: RunConfig(num_actors=1, slots_per_actor=2, batch_size=2), "raise --num-actors"),
+    (lambda: check_mono(Config(run=RunConfig(num_actors=1, batch_size=2),
+                               mono=MonoConfig(slots_per_actor=2))), "raise --num-actors"),
 ])
 def test_invalid_values_are_rejected_with_reasons(make, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -9,6 +9,7 @@ import pytest
 import tests.envs.counting_env  # noqa: F401  (registers the counting envs)
 from beast.envs import make_vector_env
 from beast.envs.single import SingleEnvVector
+from beast.envs.spaces import PackedBox
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "CountingTruncated-v0", "Counting-v0"])
@@ -46,12 +47,23 @@ def test_single_env_vector_returns_its_own_copy() -> None:
     np.testing.assert_array_equal(first, kept)
 
 
-def test_other_observation_spaces_use_sync_vector_env() -> None:
-    """Spaces the adapter does not handle still get a correct vector env."""
-    env = make_vector_env("Blackjack-v1", 1)  # a Tuple observation space
-    assert not isinstance(env, SingleEnvVector)
-    assert env.num_envs == 1
-    env.close()
+def test_structured_observation_spaces_are_packed_into_a_flat_box() -> None:
+    """A Tuple observation (Blackjack) comes packed into one flat PackedBox array, losslessly,
+    for one env (the SingleEnvVector fast path) and for several (SyncVectorEnv)."""
+    reference = gym.make("Blackjack-v1")
+    ref_obs, _ = reference.reset(seed=5)
+    for num_envs in (1, 3):
+        env = make_vector_env("Blackjack-v1", num_envs)
+        assert isinstance(env, SingleEnvVector) == (num_envs == 1)
+        assert env.num_envs == num_envs
+        space = env.single_observation_space
+        assert isinstance(space, PackedBox) and space.shape == (3,)
+        assert space.original == reference.observation_space
+        obs, _ = env.reset(seed=5)
+        assert obs.shape == (num_envs, 3) and obs.dtype == space.dtype
+        np.testing.assert_array_equal(obs[0], np.array(ref_obs))  # env 0 has seed 5
+        env.close()
+    reference.close()
 
 
 def test_single_env_vector_keeps_game_over() -> None:

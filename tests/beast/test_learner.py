@@ -4,34 +4,41 @@ from __future__ import annotations
 
 import copy
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from beast.config import LossConfig, OptimConfig
+from beast.acting import UnrollWorker
+from beast.config import LossConfig, ModelConfig, OptimConfig
 from beast.envs import make_vector_env
 from beast.learner import Learner, linear_decay
-from beast.models import PolicyValueMLP
-from beast.mono.actor import UnrollWorker
-from beast.rollout import RolloutSpec
+from beast.models import build_model
+from beast.objectives import build_objective
+from beast.rollout import EpisodeCounter, RolloutSpec
 
 T, K = 9, 4
+# Counting-v0's spaces (tests/envs/counting_env.py).
+OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+ACTION_SPACE = gym.spaces.Discrete(3)
+MODEL = ModelConfig(hidden_sizes=(8,))
 
 
 def counting_batch(version: int = 0) -> dict[str, torch.Tensor]:
     import tests.envs.counting_env  # noqa: F401
 
     envs = make_vector_env("Counting-v0", K)
-    worker = UnrollWorker(envs, PolicyValueMLP((2,), 3, (8,)), T, seed=3)
-    slot = RolloutSpec.from_spaces(envs.single_observation_space,
-                                   envs.single_action_space).allocate((T + 1, K))
+    model = build_model(envs.single_observation_space, envs.single_action_space, MODEL)
+    worker = UnrollWorker(envs, model, T, seed=3)
+    slot = RolloutSpec.build(envs.single_observation_space, model).allocate((T + 1, K))
     worker.fill(slot, version)
     return {k: torch.from_numpy(v) for k, v in slot.items()}
 
 
 def make_learner(optimizer: str = "adam", **optim) -> Learner:
     torch.manual_seed(0)
-    return Learner(PolicyValueMLP((2,), 3, (8,)), LossConfig(),
+    model = build_model(OBS_SPACE, ACTION_SPACE, MODEL)
+    return Learner(model, build_objective(LossConfig(), model.dist),
                    OptimConfig(optimizer=optimizer, **optim), total_steps=10_000)
 
 
@@ -39,28 +46,38 @@ def make_learner(optimizer: str = "adam", **optim) -> Learner:
 def test_step_updates_weights_counters_and_reports_metrics(optimizer: str) -> None:
     learner = make_learner(optimizer)
     before = copy.deepcopy(learner.model.state_dict())
-    metrics = learner.step(counting_batch())
-    assert learner.version == 1 and learner.env_steps == T * K
+    batch = counting_batch()
+    result = learner.step(batch, env_steps=0)
+    metrics = result.metrics
+    assert learner.version == 1
+    # Env steps are counted where the unrolls are produced (the source's EpisodeCounter),
+    # once per unroll, not by the learner.
+    counter = EpisodeCounter()
+    counter.add({k: v.numpy() for k, v in batch.items()})
+    assert counter.env_steps == T * K
+    assert "env_steps" not in metrics
     changed = [not torch.equal(before[k], v) for k, v in learner.model.state_dict().items()]
     assert all(changed)
     for name in ("loss/total", "loss/pg", "loss/baseline", "loss/entropy", "grad_norm",
-                 "learning_rate", "aps/kl_mean", "aps/kl_p95", "aps/lag_mean",
-                 "aps/log_rho_abs_mean", "aps/rho_clip_frac"):
+                 "learning_rate", "learner/kl_mean", "learner/kl_p95", "learner/lag_mean",
+                 "learner/log_rho_abs_mean", "learner/entropy", "impala/rho_clip_frac"):
         assert np.isfinite(metrics[name]), name
     assert metrics["version"] == 1
+    assert result.drift.shape == result.valid.shape == (T, K)
 
 
 def test_learning_rate_decays_linearly_to_zero() -> None:
     learner = make_learner(learning_rate=1e-3)
-    assert learner.learning_rate() == pytest.approx(1e-3)
-    learner.env_steps = 2_500
-    assert learner.learning_rate() == pytest.approx(0.75e-3)
-    learner.env_steps = 20_000
-    assert learner.learning_rate() == 0.0
+    assert learner.learning_rate(0) == pytest.approx(1e-3)
+    assert learner.learning_rate(2_500) == pytest.approx(0.75e-3)
+    assert learner.learning_rate(20_000) == 0.0
     assert linear_decay(2.0, 0.5) == 1.0
     constant = make_learner(learning_rate=1e-3, lr_decay="none")
-    constant.env_steps = 9_999
-    assert constant.learning_rate() == pytest.approx(1e-3)
+    assert constant.learning_rate(9_999) == pytest.approx(1e-3)
+    # The step applies the rate for the env steps it is given.
+    result = learner.step(counting_batch(), env_steps=2_500)
+    assert result.metrics["learning_rate"] == pytest.approx(0.75e-3)
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.75e-3)
 
 
 def test_policy_lag_is_measured_from_policy_version() -> None:
@@ -68,29 +85,30 @@ def test_policy_lag_is_measured_from_policy_version() -> None:
     learner.version = 7
     batch = counting_batch(version=4)
     batch["policy_version"][0] = 2  # step 0 came from an older unroll
-    metrics = learner.step(batch)
+    metrics = learner.step(batch, env_steps=0).metrics
     valid = ~(batch["terminated"][:-1] | batch["truncated"][:-1])
     lags = (7 - batch["policy_version"][:-1])[valid].float()
-    assert metrics["aps/lag_mean"] == pytest.approx(lags.mean().item())
-    assert metrics["aps/lag_max"] == 5 and metrics["aps/lag_min"] == 3
+    assert metrics["learner/lag_mean"] == pytest.approx(lags.mean().item())
+    assert metrics["learner/lag_max"] == 5 and metrics["learner/lag_min"] == 3
 
 
 def test_kl_is_zero_when_behaviour_is_the_learner() -> None:
     learner = make_learner()
     batch = counting_batch()
     with torch.no_grad():
-        batch["policy_logits"] = learner.model(batch["obs"]).policy_logits
-    metrics = learner.step(batch)
-    assert metrics["aps/kl_mean"] == pytest.approx(0.0, abs=1e-6)
-    assert metrics["aps/rho_clip_frac"] == 0.0
-    assert metrics["aps/log_rho_abs_mean"] == pytest.approx(0.0, abs=1e-6)
-    assert learner.last_kl.shape == (T, K)
-    assert float(learner.last_kl.abs().max()) < 1e-6
+        batch["policy_params"] = learner.model(batch["obs"]).policy_params
+    result = learner.step(batch, env_steps=0)
+    metrics = result.metrics
+    assert metrics["learner/kl_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["impala/rho_clip_frac"] == 0.0
+    assert metrics["learner/log_rho_abs_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert result.drift.shape == (T, K)
+    assert float(result.drift.abs().max()) < 1e-6
 
 
 def gradients(batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     learner = make_learner(optimizer="rmsprop", max_grad_norm=0.0)
-    learner.step(batch)
+    learner.step(batch, env_steps=0)
     return [p.grad.clone() for p in learner.model.parameters()]
 
 
@@ -103,7 +121,7 @@ def test_actions_taken_at_final_observations_do_not_affect_the_update() -> None:
     assert ended[:-1].any(), "the fixture should contain episode ends"
     perturbed = {k: v.clone() for k, v in batch.items()}
     perturbed["action"][ended] = (perturbed["action"][ended] + 1) % 3
-    perturbed["policy_logits"][ended] += torch.randn_like(perturbed["policy_logits"][ended])
+    perturbed["policy_params"][ended] += torch.randn_like(perturbed["policy_params"][ended])
     perturbed["reward"][0] += 100.0  # step 0's reward belongs to the previous unroll
     for a, b in zip(gradients(batch), gradients(perturbed)):
         torch.testing.assert_close(a, b)
@@ -115,13 +133,13 @@ def test_actions_taken_at_final_observations_do_not_affect_the_update() -> None:
 
 def test_state_dict_round_trip_continues_identically() -> None:
     first = make_learner()
-    first.step(counting_batch())
+    first.step(counting_batch(), env_steps=0)
     second = make_learner(learning_rate=1.0)  # different config state is overwritten
     second.optim_config = first.optim_config
     second.load_state_dict(copy.deepcopy(first.state_dict()))
     batch = counting_batch()
-    first.step(batch)
-    second.step(batch)
+    first.step(batch, env_steps=T * K)
+    second.step(batch, env_steps=T * K)
     assert second.version == first.version == 2
     for a, b in zip(first.model.parameters(), second.model.parameters()):
         torch.testing.assert_close(a, b)

@@ -13,14 +13,20 @@ import torch
 
 from beast.algo import (
     baseline_loss,
-    categorical_kl,
     entropy_loss,
     impala_loss,
     policy_gradient_loss,
     vtrace_from_logits,
 )
+from beast.distributions import Categorical, categorical_entropy, categorical_kl
 
 T, B, A = 4, 3, 5
+DIST = Categorical(A)
+
+
+def log_pi_a(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log pi(a_t|x_t) of the taken actions, as the losses take them."""
+    return DIST.log_prob(logits, actions)
 
 
 def make_batch(seed: int = 0, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
@@ -69,7 +75,7 @@ def test_policy_gradient_loss_matches_loop(use_mask, reduction: str) -> None:
         p = softmax_row(d["logits"][t, b])
         return -math.log(p[int(d["actions"][t, b])]) * float(d["advantages"][t, b])
 
-    got = policy_gradient_loss(d["logits"], d["actions"], d["advantages"], mask=mask,
+    got = policy_gradient_loss(log_pi_a(d["logits"], d["actions"]), d["advantages"], mask=mask,
                                reduction=reduction)
     assert got.shape == ()
     assert float(got) == pytest.approx(loop_reduce(term, mask, reduction), rel=1e-10)
@@ -95,7 +101,7 @@ def test_entropy_loss_is_negative_entropy(use_mask, reduction: str) -> None:
     def term(t: int, b: int) -> float:
         return sum(p * math.log(p) for p in softmax_row(d["logits"][t, b]))
 
-    got = entropy_loss(d["logits"], mask=mask, reduction=reduction)
+    got = entropy_loss(categorical_entropy(d["logits"]), mask=mask, reduction=reduction)
     assert float(got) == pytest.approx(loop_reduce(term, mask, reduction), rel=1e-10)
     assert float(got) < 0  # the entropy of a non-degenerate policy is positive
 
@@ -108,20 +114,21 @@ def test_masked_entries_contribute_nothing_even_if_not_finite() -> None:
     masked = baseline_loss(poisoned, d["targets"], mask=d["mask"], reduction="sum")
     assert float(masked) == float(clean)
     all_masked = torch.zeros(T, B, dtype=torch.bool)
-    zero = entropy_loss(d["logits"], mask=all_masked, reduction="mean")
+    zero = entropy_loss(categorical_entropy(d["logits"]), mask=all_masked, reduction="mean")
     assert float(zero) == 0.0  # no division by zero
 
 
 def test_reduction_and_mask_are_validated() -> None:
     d = make_batch()
+    entropy = categorical_entropy(d["logits"])
     with pytest.raises(ValueError, match="reduction"):
-        entropy_loss(d["logits"], reduction="max")
+        entropy_loss(entropy, reduction="max")
     with pytest.raises(ValueError, match="mask"):
-        entropy_loss(d["logits"], mask=d["mask"][:, :2])
+        entropy_loss(entropy, mask=d["mask"][:, :2])
     with pytest.raises(ValueError, match="mask must be a bool"):
-        entropy_loss(d["logits"], mask=d["mask"].float())
+        entropy_loss(entropy, mask=d["mask"].float())
     with pytest.raises(ValueError, match="advantages"):
-        policy_gradient_loss(d["logits"], d["actions"], d["advantages"][:, :2])
+        policy_gradient_loss(log_pi_a(d["logits"], d["actions"]), d["advantages"][:, :2])
     with pytest.raises(ValueError, match="targets"):
         baseline_loss(d["values"], d["targets"][1:])
 
@@ -151,11 +158,17 @@ def test_categorical_kl_upcasts_half_precision() -> None:
     torch.testing.assert_close(kl.double(), reference, rtol=1e-5, atol=1e-6)
 
 
+def impala_inputs(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """impala_loss's tensors for a categorical policy with these logits."""
+    return dict(
+        target_log_probs=log_pi_a(d["logits"], d["actions"]),
+        behaviour_log_probs=log_pi_a(d["behaviour_logits"], d["actions"]),
+        entropy=categorical_entropy(d["logits"]), values=d["values"],
+        bootstrap_value=d["bootstrap_value"], rewards=d["rewards"], discounts=d["discounts"])
+
+
 def impala(d: dict[str, torch.Tensor], **options):
-    return impala_loss(
-        learner_logits=d["logits"], behaviour_logits=d["behaviour_logits"], actions=d["actions"],
-        values=d["values"], bootstrap_value=d["bootstrap_value"], rewards=d["rewards"],
-        discounts=d["discounts"], **options)
+    return impala_loss(**impala_inputs(d), **options)
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -169,10 +182,11 @@ def test_impala_total_is_the_weighted_sum_of_its_terms(reduction: str) -> None:
     torch.testing.assert_close(out.vs, vt.vs)
     torch.testing.assert_close(out.log_rhos, vt.log_rhos)
     options = dict(mask=d["mask"], reduction=reduction)
-    torch.testing.assert_close(out.pg_loss, policy_gradient_loss(d["logits"], d["actions"],
-                                                                 vt.pg_advantages, **options))
+    torch.testing.assert_close(out.pg_loss, policy_gradient_loss(
+        log_pi_a(d["logits"], d["actions"]), vt.pg_advantages, **options))
     torch.testing.assert_close(out.baseline_loss, baseline_loss(d["values"], vt.vs, **options))
-    torch.testing.assert_close(out.entropy_loss, entropy_loss(d["logits"], **options))
+    torch.testing.assert_close(out.entropy_loss,
+                               entropy_loss(categorical_entropy(d["logits"]), **options))
     ratio = float(impala(d, valid=d["mask"], reduction="sum").pg_loss) / float(
         impala(d, valid=d["mask"], reduction="mean").pg_loss)
     assert ratio == pytest.approx(int(d["mask"].sum()))  # mean divides by the valid count
@@ -215,14 +229,15 @@ def test_pg_gradient_matches_finite_differences() -> None:
     d = make_batch(8)
     advantages = d["advantages"]
     logits = d["logits"].clone().requires_grad_()
-    policy_gradient_loss(logits, d["actions"], advantages, reduction="sum").backward()
+    policy_gradient_loss(log_pi_a(logits, d["actions"]), advantages, reduction="sum").backward()
     eps = 1e-6
     for t, b, a in [(0, 0, 0), (2, 1, 3), (3, 2, int(d["actions"][3, 2]))]:
         bumped_up, bumped_down = d["logits"].clone(), d["logits"].clone()
         bumped_up[t, b, a] += eps
         bumped_down[t, b, a] -= eps
-        up = policy_gradient_loss(bumped_up, d["actions"], advantages, reduction="sum")
-        down = policy_gradient_loss(bumped_down, d["actions"], advantages, reduction="sum")
+        up = policy_gradient_loss(log_pi_a(bumped_up, d["actions"]), advantages, reduction="sum")
+        down = policy_gradient_loss(log_pi_a(bumped_down, d["actions"]), advantages,
+                                    reduction="sum")
         assert float(logits.grad[t, b, a]) == pytest.approx(float(up - down) / (2 * eps), rel=1e-6)
 
 
@@ -231,19 +246,24 @@ def test_advantages_and_targets_are_detached() -> None:
     advantages = d["advantages"].clone().requires_grad_()
     targets = d["targets"].clone().requires_grad_()
     logits = d["logits"].clone().requires_grad_()
-    pg = policy_gradient_loss(logits, d["actions"], advantages)
+    pg = policy_gradient_loss(log_pi_a(logits, d["actions"]), advantages)
     (pg + baseline_loss(d["values"], targets)).backward()
     assert advantages.grad is None and targets.grad is None and logits.grad is not None
 
 
 def test_impala_loss_shape_errors_name_the_argument() -> None:
     d = make_batch(10)
-    with pytest.raises(ValueError, match="behaviour_logits"):
-        impala(d | {"behaviour_logits": d["behaviour_logits"][..., :2]})
+    inputs = impala_inputs(d)
+    with pytest.raises(ValueError, match="target_log_probs"):
+        impala_loss(**(inputs | {"target_log_probs": inputs["target_log_probs"][..., None]}))
+    with pytest.raises(ValueError, match="behaviour_log_probs"):
+        impala_loss(**(inputs | {"behaviour_log_probs": inputs["behaviour_log_probs"][:, :2]}))
+    with pytest.raises(ValueError, match="entropy"):
+        impala_loss(**(inputs | {"entropy": inputs["entropy"][1:]}))
     with pytest.raises(ValueError, match="values"):
-        impala(d | {"values": d["values"][:, :2]})
+        impala_loss(**(inputs | {"values": d["values"][:, :2]}))
     with pytest.raises(ValueError, match="rewards"):
-        impala(d | {"rewards": d["rewards"][1:]})
+        impala_loss(**(inputs | {"rewards": d["rewards"][1:]}))
 
 
 def test_reward_clipping_modes_against_scalar_reference() -> None:

@@ -9,12 +9,14 @@ import pytest
 import torch
 
 import tests.envs.counting_env  # noqa: F401  (registers the counting envs)
+from beast.acting import UnrollWorker
 from beast.config import LossConfig, ModelConfig, OptimConfig
 from beast.envs import make_vector_env
+from beast.learner import Learner
 from beast.models import PolicyValueMLP, PolicyValueNet, build_model
 from beast.models.atari import ImpalaResNet, NatureCNN
 from beast.models.core import LSTMCore
-from beast.mono.actor import UnrollWorker
+from beast.objectives import build_objective
 from beast.rollout import RolloutSpec
 
 ATARI = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
@@ -31,8 +33,8 @@ def test_image_models_pick_their_torso_and_shape_outputs(space, torso, torso_typ
     assert model.core_state_shape is None and model.initial_state(2) is None
     obs = torch.from_numpy(np.stack([space.sample() for _ in range(6)]).reshape(3, 2, *space.shape))
     out = model(obs)
-    assert out.policy_logits.shape == (3, 2, 6) and out.baseline.shape == (3, 2)
-    assert out.core_state is None and torch.isfinite(out.policy_logits).all()
+    assert out.policy_params.shape == (3, 2, 6) and out.baseline.shape == (3, 2)
+    assert out.core_state is None and torch.isfinite(out.policy_params).all()
 
 
 @pytest.mark.parametrize(("space", "high"), [(ATARI, 255), (MINATAR, 1)])
@@ -103,8 +105,8 @@ def recurrent_unrolls(count: int) -> tuple[list[dict[str, np.ndarray]], torch.nn
     model = build_model(envs.single_observation_space, envs.single_action_space,
                         ModelConfig(hidden_sizes=(8,), use_lstm=True))
     worker = UnrollWorker(envs, model, 7, seed=1)
-    spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space,
-                                   model.core_state_shape)
+    spec = RolloutSpec.build(envs.single_observation_space, model)
+    assert spec.fields["core_state"].shape == model.core_state_shape
     slots = []
     for version in range(count):
         slot = spec.allocate((8, 3))
@@ -125,7 +127,8 @@ def test_recurrent_state_resets_at_episode_start_and_carries_across_unrolls() ->
 
 def test_learner_replay_reproduces_the_actor_exactly() -> None:
     """From core_state[0] and the rollout's own end flags, the learner's forward pass gives the
-    actor's logits and baselines at every step, across episode ends inside the unroll."""
+    actor's policy parameters (logits) and baselines at every step, across episode ends inside
+    the unroll."""
     slots, model = recurrent_unrolls(3)
     for slot in slots:
         batch = {k: torch.from_numpy(v) for k, v in slot.items()}
@@ -133,27 +136,40 @@ def test_learner_replay_reproduces_the_actor_exactly() -> None:
         assert done[:-1].any()  # the unroll crosses an episode end
         with torch.no_grad():
             out = model(batch["obs"], batch["core_state"][0], done)
-        torch.testing.assert_close(out.policy_logits, batch["policy_logits"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.policy_params, batch["policy_params"], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.baseline, batch["baseline"], atol=1e-5, rtol=1e-5)
 
 
 def test_learner_feeds_the_loss_the_actors_outputs(monkeypatch) -> None:
     """Learner.step replays from core_state[0] with the rollout's end flags: with the actor's
-    weights, the logits and values it hands the loss are the ones the actor acted with."""
-    import beast.learner
+    weights, the logits and values it hands the objective are the ones the actor acted with,
+    and so the loss sees target log-probs equal to the behaviour ones."""
+    import beast.objectives.impala
 
     slots, model = recurrent_unrolls(2)
     seen = {}
-    original = beast.learner.impala_loss
+    original = beast.objectives.impala.impala_loss
 
     def capture(**kwargs):
         seen.update(kwargs)
         return original(**kwargs)
 
-    monkeypatch.setattr(beast.learner, "impala_loss", capture)
-    learner = beast.learner.Learner(model, LossConfig(), OptimConfig(), total_steps=10**6)
+    monkeypatch.setattr(beast.objectives.impala, "impala_loss", capture)
+    objective = build_objective(LossConfig(), model.dist)
+    outputs = []
+
+    def objective_inputs(output, batch):
+        outputs.append(output)
+        return objective(output, batch)
+
+    learner = Learner(model, objective, OptimConfig(), total_steps=10**6)
+    learner.objective = objective_inputs  # what the learner hands its objective
     batch = {k: torch.from_numpy(v) for k, v in slots[1].items()}
-    learner.step(batch)
-    torch.testing.assert_close(seen["learner_logits"].detach(), batch["policy_logits"][:-1],
+    learner.step(batch, env_steps=0)
+    (output,) = outputs
+    torch.testing.assert_close(output.policy_params.detach(), batch["policy_params"],
                                atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(output.baseline.detach(), batch["baseline"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(seen["values"].detach(), batch["baseline"][:-1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(seen["target_log_probs"].detach(), seen["behaviour_log_probs"],
+                               atol=1e-5, rtol=1e-5)

@@ -77,5 +77,6 @@ if "Counting-v0" not in gym.registry:
     gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=100)
     gym.register("Faulty-v0", entry_point=FaultyEnv)
     gym.register("CountingLives-v0", entry_point=CountingLivesEnv)
+    gym.register("FaultyAtOnce-v0", entry_point=FaultyEnv, kwargs={"fail_after": 0})
     gym.register("CountingTruncated-v0", entry_point=CountingEnv,
                  kwargs={"episode_length": 1000}, max_episode_steps=6)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from beast.acting import UnrollWorker
+from beast.config import ModelConfig
+from beast.distributions import categorical_sample
 from beast.envs import make_vector_env
-from beast.models import PolicyValueMLP
-from beast.models import sample_actions
-from beast.mono.actor import UnrollWorker
+from beast.models import PolicyValueMLP, build_model
 from beast.rollout import RolloutSpec, finished_episodes, stack_slots
 
 T, K = 7, 3
@@ -17,9 +18,11 @@ T, K = 7, 3
 
 def unrolls(env_id: str, count: int) -> tuple[list[dict[str, np.ndarray]], PolicyValueMLP]:
     envs = make_vector_env(env_id, K)
-    model = PolicyValueMLP((2,), 3, (8,))
+    model = build_model(envs.single_observation_space, envs.single_action_space,
+                        ModelConfig(hidden_sizes=(8,)))
+    assert isinstance(model, PolicyValueMLP)
     worker = UnrollWorker(envs, model, T, seed=1)
-    spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space)
+    spec = RolloutSpec.build(envs.single_observation_space, model)
     out = []
     for version in range(count):
         slot = spec.allocate((T + 1, K))
@@ -62,14 +65,14 @@ def test_step_zero_repeats_previous_last_step_and_records_versions() -> None:
         # step 0 was chosen by the previous unroll's weights; steps 1..T by this one's.
         np.testing.assert_array_equal(slot["policy_version"][1:], version)
         assert slot["policy_version"][0, 0] == max(version - 1, 0)
-    for slot in slots:  # nothing left poisoned, and logits are the model's
+    for slot in slots:  # nothing left poisoned, and the policy parameters (logits) are the model's
         for key, value in slot.items():
             if value.dtype.kind == "f":
                 assert not np.isnan(value).any(), key
         assert ((slot["action"] >= 0) & (slot["action"] < 3)).all()
         with torch.no_grad():
-            expected = model(torch.from_numpy(slot["obs"])).policy_logits.numpy()
-        np.testing.assert_allclose(slot["policy_logits"], expected, rtol=1e-5, atol=1e-6)
+            expected = model(torch.from_numpy(slot["obs"])).policy_params.numpy()
+        np.testing.assert_allclose(slot["policy_params"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_truncation_is_kept_apart_from_termination() -> None:
@@ -97,7 +100,7 @@ def test_finished_episodes_counts_each_episode_once() -> None:
 
 def test_gumbel_sampling_matches_softmax_frequencies() -> None:
     logits = torch.log(torch.tensor([[0.1, 0.2, 0.7]])).expand(20000, 3)
-    actions = sample_actions(logits, torch.Generator().manual_seed(0))
+    actions = categorical_sample(logits, torch.Generator().manual_seed(0))
     freq = torch.bincount(actions, minlength=3).float() / len(actions)
     assert torch.allclose(freq, torch.tensor([0.1, 0.2, 0.7]), atol=0.015)
 

@@ -35,7 +35,7 @@ def test_serial_run_resume_eval_and_plot(run_dir: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     assert (run_dir / "config.json").exists() and (run_dir / "tensorboard").is_dir()
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    steps, version = saved["learner"]["env_steps"], saved["learner"]["version"]
+    steps, version = saved["stats"]["env_steps"], saved["learner"]["version"]
     assert steps >= 3000 and version == steps // (8 * 16)
 
     again = run_cli("beast.mono", *common, "--total-steps", "3000")
@@ -44,8 +44,8 @@ def test_serial_run_resume_eval_and_plot(run_dir: Path) -> None:
     resumed = run_cli("beast.mono", "--resume", str(run_dir), "--total-steps", "6000")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    assert after["learner"]["env_steps"] >= 6000
-    assert after["learner"]["version"] == after["learner"]["env_steps"] // (8 * 16)
+    assert after["stats"]["env_steps"] >= 6000
+    assert after["learner"]["version"] == after["stats"]["env_steps"] // (8 * 16)
     assert after["stats"]["resumes"] == 1
     steps_logged = [float(r["env_steps"]) for r in rows(run_dir)]
     assert steps_logged == sorted(steps_logged) and steps_logged[-1] >= 6000

@@ -16,7 +16,9 @@ import time
 import numpy as np
 import pytest
 
+from beast.config import ModelConfig
 from beast.envs.make import make_vector_env
+from beast.models import build_model
 from beast.poly import ActorPool, BatchingQueue, DynamicBatcher
 from beast.rollout import RolloutSpec
 from tests.conftest import COUNTING
@@ -33,10 +35,24 @@ def agent(obs: np.ndarray, version: int, num_actions: int) -> dict[str, np.ndarr
     count = obs[..., 0]
     return {
         "action": np.abs(count).astype(np.int64) % num_actions,
-        "policy_logits": (count[..., None] * np.arange(1, num_actions + 1)).astype(np.float32),
+        "policy_params": (count[..., None] * np.arange(1, num_actions + 1)).astype(np.float32),
         "baseline": (10 * count + 0.5).astype(np.float32),
         "policy_version": np.full(count.shape, version, np.int64),
     }
+
+
+def agent_spec(num_actions: int) -> dict[str, tuple[type, list[int]]]:
+    """The pool's agent spec for `agent`'s outputs (a categorical policy over num_actions)."""
+    return {"action": (np.int64, []), "policy_params": (np.float32, [num_actions]),
+            "baseline": (np.float32, []), "policy_version": (np.int64, [])}
+
+
+def rollout_spec(env_id: str) -> RolloutSpec:
+    """The schema the runtimes build for `env_id` and one of Beast's feed-forward models."""
+    envs = make_vector_env(env_id, 1)
+    spaces = envs.single_observation_space, envs.single_action_space
+    envs.close()
+    return RolloutSpec.build(spaces[0], build_model(*spaces, ModelConfig(hidden_sizes=(8,))))
 
 
 class Inference:
@@ -65,7 +81,8 @@ class Pipeline:
         self.queue = BatchingQueue(capacity, batch_dim=1, stack=False)
         self.batcher = DynamicBatcher()
         self.inference = Inference(self.batcher, num_actions, outputs) if inference else None
-        self.pool = ActorPool(unroll_length, self.queue, self.batcher, addresses, seed=0)
+        self.pool = ActorPool(unroll_length, self.queue, self.batcher, addresses, seed=0,
+                              agent_spec=agent_spec(num_actions), action_key="action")
         self.pool.start()
 
     def close(self) -> None:
@@ -104,7 +121,7 @@ def counting():
 
 def mono_unrolls(env_id: str, num_unrolls: int) -> list[dict[str, np.ndarray]]:
     """The reference: mono's UnrollWorker on a local copy of the env, acting through `agent`."""
-    from beast.mono.actor import UnrollWorker
+    from beast.acting import UnrollWorker
 
     class Worker(UnrollWorker):
         version = 0
@@ -115,10 +132,10 @@ def mono_unrolls(env_id: str, num_unrolls: int) -> list[dict[str, np.ndarray]]:
             return out
 
     envs = make_vector_env(env_id, K)
-    spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space)
-    from beast.models import PolicyValueMLP
-
-    worker = Worker(envs, PolicyValueMLP((2,), 3, (8,)), T, seed=0)  # acts through `agent`
+    model = build_model(envs.single_observation_space, envs.single_action_space,
+                        ModelConfig(hidden_sizes=(8,)))
+    spec = RolloutSpec.build(envs.single_observation_space, model)
+    worker = Worker(envs, model, T, seed=0)  # acts through `agent`
     unrolls = []
     for _ in range(num_unrolls):
         slot = spec.allocate((T + 1, K))
@@ -131,8 +148,10 @@ def test_unrolls_match_mono_unroll_worker_exactly(counting):
     n = 5
     with Pipeline([counting.address]) as p:
         got = [p.queue.dequeue() for _ in range(n)]
-    envs = make_vector_env(COUNTING, 1)
-    spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space)
+    spec = rollout_spec(COUNTING)
+    # The hand-written agent spec the pool got is the schema's agent half.
+    assert {k: (np.dtype(f.dtype), tuple(f.shape)) for k, f in spec.agent.items()} == {
+        k: (np.dtype(d), tuple(shape)) for k, (d, shape) in agent_spec(3).items()}
     for u, (unroll, want) in enumerate(zip(got, mono_unrolls(COUNTING, n))):
         assert sorted(unroll) == sorted(spec.fields)
         for key, field in spec.fields.items():
@@ -234,7 +253,8 @@ def test_bad_inference_outputs_fail_the_pool(counting):
     def missing_baseline(obs, version, num_actions):
         return {k: v for k, v in agent(obs, version, num_actions).items() if k != "baseline"}
 
-    for outputs, expected in [(float_actions, "must be integers"), (missing_baseline, "no 'baseline'")]:
+    for outputs, expected in [(float_actions, "'action' must be int64"),
+                              (missing_baseline, "no 'baseline'")]:
         with Pipeline([counting.address], outputs=outputs) as p:
             message = wait_for_error(p.pool)
         assert expected in message and counting.address in message
@@ -277,13 +297,11 @@ def test_close_with_threads_blocked_on_a_full_queue_returns_on_its_own(counting)
 def test_recurrent_core_state_round_trips_and_is_recorded(counting):
     """A real LSTM model behind the real inference thread: the pool sends the state entering
     each step, records it in the unroll, and the learner's replay from core_state[0] gives the
-    acted logits exactly, across episode ends and unroll boundaries."""
+    acted policy parameters (logits) exactly, across episode ends and unroll boundaries."""
     import types
 
     import torch
 
-    from beast.config import ModelConfig
-    from beast.models import build_model
     from beast.poly.sources import InferenceThread
 
     torch.manual_seed(0)
@@ -296,8 +314,11 @@ def test_recurrent_core_state_round_trips_and_is_recorded(counting):
                                             ModelConfig(hidden_sizes=(8,), use_lstm=True)), batcher, seed=0)
     inference.load(types.SimpleNamespace(model=model, version=0))
     length = 7  # 5-step episodes + a reset step: ends fall inside and across unrolls
+    agent = RolloutSpec.build(envs.single_observation_space, model).agent
+    assert agent["core_state"].shape == model.core_state_shape
     pool = ActorPool(length, queue, batcher, [counting.address], seed=0,
-                     core_state_shape=list(model.core_state_shape))
+                     agent_spec={k: (f.dtype, list(f.shape)) for k, f in agent.items()},
+                     action_key="action", state_keys=["core_state"])
     pool.start()
     try:
         got = [queue.dequeue(timeout=JOIN_S) for _ in range(3)]
@@ -317,7 +338,7 @@ def test_recurrent_core_state_round_trips_and_is_recorded(counting):
         batch = {k: torch.from_numpy(v) for k, v in unroll.items()}
         with torch.no_grad():
             out = model(batch["obs"], batch["core_state"][0], batch["terminated"] | batch["truncated"])
-        torch.testing.assert_close(out.policy_logits, batch["policy_logits"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.policy_params, batch["policy_params"], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out.baseline, batch["baseline"], atol=1e-5, rtol=1e-5)
 
 

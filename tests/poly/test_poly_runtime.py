@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from beast.config import Config, EnvConfig, PolyConfig, RunConfig
+from beast.acting import UnrollWorker
+from beast.config import Config, EnvConfig, ModelConfig, PolyConfig, RunConfig
 from beast.envs import make_vector_env
 from beast.learner import Learner
-from beast.models import PolicyValueMLP
-from beast.mono.actor import UnrollWorker
+from beast.models import PolicyValueMLP, build_model
+from beast.objectives import build_objective
 from beast.poly.sources import PolySource
 from beast.rollout import RolloutSpec
 from tests.conftest import (COUNTING, FAST, alive, beast_env, descendants, run_cli, start_cli,
@@ -27,10 +28,12 @@ from tests.conftest import (COUNTING, FAST, alive, beast_env, descendants, run_c
 T, K = 6, 3
 
 
-def deterministic_model() -> PolicyValueMLP:
+def deterministic_model(envs) -> PolicyValueMLP:
     """A policy that picks action 1 with probability ~1, so both runtimes act identically."""
     torch.manual_seed(0)
-    model = PolicyValueMLP((2,), 3, (8,))
+    model = build_model(envs.single_observation_space, envs.single_action_space,
+                        ModelConfig(hidden_sizes=(8,)))
+    assert isinstance(model, PolicyValueMLP)
     with torch.no_grad():
         model.policy.weight.zero_()
         model.policy.bias.copy_(torch.tensor([0.0, 50.0, 0.0]))
@@ -42,15 +45,20 @@ def test_same_batch_same_loss_in_mono_and_poly(monkeypatch) -> None:
 
     monkeypatch.setenv("PYTHONPATH", beast_env()["PYTHONPATH"])  # the server imports tests.*
     config = Config(env=EnvConfig(env=COUNTING, num_envs=K),
-                    run=RunConfig(num_actors=1, unroll_length=T, slots_per_actor=2),
+                    run=RunConfig(num_actors=1, unroll_length=T),
                     poly=PolyConfig(num_servers=1))
-    model = deterministic_model()
     envs = make_vector_env(COUNTING, K)
+    model = deterministic_model(envs)
     worker = UnrollWorker(envs, copy.deepcopy(model), T, seed=0)
-    spec = RolloutSpec.from_spaces(envs.single_observation_space, envs.single_action_space)
+    spec = RolloutSpec.build(envs.single_observation_space, model)
+
+    def learner() -> Learner:
+        return Learner(copy.deepcopy(model), build_objective(config.loss, model.dist),
+                       config.optim, 10**6)
+
     source = PolySource(config, copy.deepcopy(model), envs.single_observation_space,
                         envs.single_action_space, generation=0, log=lambda text: None)
-    source.publish_weights(Learner(copy.deepcopy(model), config.loss, config.optim, 10**6))
+    source.publish_weights(learner())
     try:
         for _ in range(3):  # three consecutive unrolls, step 0 carried over each time
             slot = spec.allocate((T + 1, K))
@@ -60,15 +68,15 @@ def test_same_batch_same_loss_in_mono_and_poly(monkeypatch) -> None:
             while poly is None and time.monotonic() < deadline:
                 poly = source.next_batch(timeout=1.0)
             assert poly is not None, "no batch from the actor pool"
-            assert set(poly) == set(slot)
+            assert poly.owners == (0,)  # the one central inference copy acted all of it
+            assert set(poly.data) == set(slot)
             for key, value in slot.items():
-                np.testing.assert_allclose(poly[key].numpy(), value, rtol=1e-6, atol=1e-6,
+                np.testing.assert_allclose(poly.data[key].numpy(), value, rtol=1e-6, atol=1e-6,
                                            err_msg=key)
-                assert poly[key].dtype == torch.from_numpy(value).dtype, key
+                assert poly.data[key].dtype == torch.from_numpy(value).dtype, key
             losses = []
-            for batch in (poly, {k: torch.from_numpy(v) for k, v in slot.items()}):
-                learner = Learner(copy.deepcopy(model), config.loss, config.optim, 10**6)
-                losses.append(learner.step(batch)["loss/total"])
+            for batch in (poly.data, {k: torch.from_numpy(v) for k, v in slot.items()}):
+                losses.append(learner().step(batch, env_steps=0).metrics["loss/total"])
             assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     finally:
         source.close()
@@ -144,7 +152,7 @@ def test_sync_controller_gates_the_inference_model_copy(run_dir: Path, mode: str
     with (run_dir / "logs.csv").open(newline="") as f:
         rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)]
     row = rows[-1]  # counters are cumulative; per-step metrics are averaged per row
-    lag_max = max(r["aps/lag_max"] for r in rows if "aps/lag_max" in r)
+    lag_max = max(r["learner/lag_max"] for r in rows if "learner/lag_max" in r)
     steps, syncs = row["version"], row["aps/syncs_total"]
     assert row["aps/trigger_initial"] == 1 and steps > 100
     if mode == "periodic":

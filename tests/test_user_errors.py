@@ -1,0 +1,63 @@
+"""What a new user meets: each mistake is one line on stderr, exit code 2, and nothing left on
+disk; a run that fails before its first learner step leaves no run directory behind."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST, run_cli
+
+DICT_ENVS = "tests.envs.dict_env"
+
+# (case, runtime, flags, what the line must say)
+CASES = [
+    ("unsupported observation entry", "beast.mono", ["--env", f"{DICT_ENVS}:TextObs-v0"],
+     "unsupported observation entry 'words'"),
+    ("unsupported action space", "beast.mono", ["--env", f"{DICT_ENVS}:MultiBinaryAction-v0"],
+     "unsupported action space"),
+    ("env constructor raises", "beast.mono", ["--env", f"{DICT_ENVS}:BrokenConstructor-v0"],
+     "this env cannot be built"),
+    ("env constructor raises (poly)", "beast.poly",
+     ["--env", f"{DICT_ENVS}:BrokenConstructor-v0"], "this env cannot be built"),
+    ("abbreviated flag", "beast.mono", ["--lr", "0.1"], "unrecognized arguments: --lr"),
+    ("infinite float flag", "beast.mono", ["--learning-rate", "inf"], "--learning-rate"),
+    ("nan float flag", "beast.poly", ["--discount", "nan"], "--discount"),
+    ("run name escapes the savedir", "beast.mono", ["--run-name", ".."], "plain folder name"),
+    ("mono's slot rule", "beast.mono", ["--batch-size", "4"], "--slots-per-actor"),
+]
+if importlib.util.find_spec("Box2D") is None:
+    CASES.append(("box2d missing", "beast.mono", ["--env", "LunarLander-v3"],
+                  'pip install -e ".[box2d]"'))
+
+
+@pytest.mark.parametrize("case,module,flags,says", CASES, ids=[c[0] for c in CASES])
+def test_a_user_error_is_one_line_and_leaves_nothing(tmp_path: Path, case: str, module: str,
+                                                     flags: list[str], says: str) -> None:
+    savedir = tmp_path / "runs"
+    result = run_cli(module, *FAST, *flags, "--savedir", str(savedir), timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert says in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not savedir.exists() or not any(savedir.iterdir())
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_poly_has_no_mono_slot_rule(tmp_path: Path) -> None:
+    """PolyBeast has no rollout slots: a batch of 4 unrolls is fine there."""
+    result = run_cli("beast.poly", *FAST, "--batch-size", "4", "--total-steps", "2000",
+                     "--savedir", str(tmp_path), "--run-name", "r")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_run_that_fails_before_its_first_learner_step_leaves_no_run_directory(
+        tmp_path: Path) -> None:
+    result = run_cli("beast.mono", *FAST, "--env", "tests.envs.counting_env:FaultyAtOnce-v0",
+                     "--max-actor-restarts", "0", "--savedir", str(tmp_path), "--run-name", "r")
+    assert result.returncode == 1
+    assert "faulty env" in result.stderr
+    assert not (tmp_path / "r").exists()
