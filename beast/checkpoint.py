@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +19,51 @@ import torch
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or not finite; the message names the file."""
+
+
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
+    """The RNG states as tensors and plain types only (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
             "torch": torch.get_rng_state()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
 
 
+def non_finite_tensor(state: Any, path: str = "") -> str | None:
+    """The name of the first tensor in `state` holding a NaN or inf, or None."""
+    if isinstance(state, torch.Tensor):
+        return path if state.is_floating_point() and not torch.isfinite(state).all() else None
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None
+    for key, value in items:
+        found = non_finite_tensor(value, f"{path}/{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write `state` (plus the RNG states) to RUN_DIR/checkpoint.pt."""
+    """Atomically write `state` (plus the RNG states) to RUN_DIR/checkpoint.pt. The previous
+    checkpoint stays in place until the new one is complete, and a state holding a non-finite
+    tensor never replaces it (CheckpointError)."""
+    bad = non_finite_tensor(state)
+    if bad is not None:
+        raise CheckpointError(f"not writing {Path(run_dir) / CHECKPOINT_NAME}: {bad} is not "
+                              "finite (the previous checkpoint is kept)")
     path = Path(run_dir) / CHECKPOINT_NAME
     tmp = path.with_suffix(".pt.tmp")
     with tmp.open("wb") as f:
@@ -47,9 +80,17 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """The latest checkpoint of a run; a clear error if the run has none."""
+    """The latest checkpoint of a run. Only tensors and plain types are read (weights_only:
+    nothing in the file can run code); CheckpointError, naming the file, if it is missing or
+    cannot be read."""
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {path})")
-    # weights_only=False: the file also holds RNG states and config; it is our own file.
-    return torch.load(path, map_location="cpu", weights_only=False)
+        raise CheckpointError(f"no checkpoint in {run_dir} (expected {path}): nothing to resume "
+                              "or evaluate yet")
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated file, a crafted pickle, another format
+        reason = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"cannot load {path}: {type(exc).__name__}: {reason}") from exc

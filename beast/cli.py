@@ -69,14 +69,31 @@ def run_cli(prog: str, description: str, make_source: SourceFactory,
     Config groups in `skip` get no flags (e.g. MonoBeast skips the poly group); `check` is
     the runtime's own cross-group validation."""
     config, resume, evaluate_dir = parse(prog, description, argv, skip, check)
+    from beast.checkpoint import CheckpointError, load_checkpoint
+
     if evaluate_dir:
         from beast.evaluate import evaluate
 
-        returns = evaluate(evaluate_dir, config.eval.eval_episodes)
+        try:
+            returns = evaluate(evaluate_dir, config.eval.eval_episodes)
+        except CheckpointError as exc:
+            return _fail(prog, str(exc))
         print(f"mean return over {len(returns)} episodes: {sum(returns) / len(returns):.2f}")
         return 0
     from beast.training import build_env_model, prepare_run_dir, run_training
 
+    state = None
+    if resume:
+        try:
+            state = load_checkpoint(resume)
+        except CheckpointError as exc:
+            return _fail(prog, str(exc))
+
+    import torch
+
+    if config.run.device.startswith("cuda") and not torch.cuda.is_available():
+        return _fail(prog, f"--device {config.run.device}: CUDA is not available here "
+                           "(use --device cpu)")
     try:  # make one env and the model before anything is written
         probe = build_env_model(config)
     except Exception as exc:  # an env that cannot be made here, a space Beast cannot take
@@ -87,7 +104,7 @@ def run_cli(prog: str, description: str, make_source: SourceFactory,
     except (FileExistsError, ValueError, OSError) as exc:
         return _fail(prog, str(exc))
     print(f"[beast] run directory: {run_dir}", file=sys.stderr)
-    code, started = run_training(config, run_dir, source_factory, probe, resume=bool(resume))
+    code, started = run_training(config, run_dir, source_factory, probe, state)
     if created and not started:
         shutil.rmtree(run_dir, ignore_errors=True)
         print(f"[beast] the run stopped before its first learner step; removed {run_dir}",

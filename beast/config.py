@@ -130,9 +130,6 @@ class LossConfig:
     """Rewards as the learner sees them: none, abs_one (clamp to [-1, 1]; the usual Atari
     setting) or soft (5*tanh(r/5)). Reported episode returns stay the true game returns."""
 
-    center_advantages: bool = False
-    """Subtract the batch mean from the policy-gradient advantages (see beast.algo.losses)."""
-
     reduction: str = "mean"
     """How loss terms reduce over time and batch: mean (default; the scale is independent of
     T and B so learning rates transfer) or sum (TorchBeast's scale)."""
@@ -228,6 +225,7 @@ class RunConfig:
         _check(self.unroll_length >= 1, "--unroll-length must be >= 1")
         _check(self.batch_size >= 1, "--batch-size must be >= 1")
         _check(self.total_steps >= 1, "--total-steps must be >= 1")
+        _check(0 <= self.seed < 2**31, f"--seed must be in [0, 2^31) (got {self.seed})")
         _check(self.device == "cpu" or self.device.startswith("cuda"),
                f"--device must be cpu or cuda[:N] (got {self.device!r})")
         _check(self.checkpoint_minutes > 0, "--checkpoint-minutes must be > 0")
@@ -242,11 +240,16 @@ class MonoConfig:
     """Shared rollout slots each actor owns; 2 lets an actor fill one while the learner reads one."""
 
     max_actor_restarts: int = 5
-    """Actor deaths or env errors tolerated before the run stops with an error."""
+    """Actor deaths, env errors or hangs tolerated before the run stops with an error."""
+
+    actor_timeout: float = 120.0
+    """Seconds an actor with a slot to fill may deliver nothing before it counts as hung: it
+    is killed, logged and restarted like a crash (an Atari unroll takes a few seconds)."""
 
     def __post_init__(self) -> None:
         _check(self.slots_per_actor >= 1, "--slots-per-actor must be >= 1")
         _check(self.max_actor_restarts >= 0, "--max-actor-restarts must be >= 0")
+        _check(self.actor_timeout > 0, "--actor-timeout must be > 0")
 
 
 @dataclasses.dataclass
@@ -291,6 +294,16 @@ class SyncConfig:
                "--aps-target-rate must be > 0")
 
 
+def _check_address(address: str) -> None:
+    """HOST:PORT with a port in 1..65535, or unix:/path."""
+    if address.startswith("unix:"):
+        _check(len(address) > 5, f"--server-addresses: {address!r} names no socket path")
+        return
+    host, _, port = address.rpartition(":")
+    _check(bool(host) and port.isdigit() and 1 <= int(port) <= 65535,
+           f"--server-addresses: {address!r} is not HOST:PORT (port 1-65535) or unix:/path")
+
+
 @dataclasses.dataclass
 class PolyConfig:
     num_servers: int = 1
@@ -307,6 +320,8 @@ class PolyConfig:
     def __post_init__(self) -> None:
         self.server_addresses = tuple(str(a) for a in self.server_addresses)
         _check(self.num_servers >= 1, "--num-servers must be >= 1")
+        for address in self.server_addresses:
+            _check_address(address)
         _check(self.net_spin_us >= 0, "--net-spin-us must be >= 0")
 
 

@@ -40,6 +40,20 @@ def linear_decay(initial: float, progress: float) -> float:
     return initial * max(0.0, 1.0 - progress)
 
 
+class NonFiniteError(RuntimeError):
+    """A NaN or inf reached the learner; the message names the first quantity and its source.
+    The step is not applied, so the weights stay finite."""
+
+
+def _check_batch(batch: dict[str, torch.Tensor]) -> None:
+    for key in ("reward", "obs"):
+        value = batch[key]
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            where = torch.nonzero(~torch.isfinite(value))[0].tolist()
+            raise NonFiniteError(f"env {key} is not finite (at [t, env, ...] = {where} of the "
+                                 "batch): the environment returned it")
+
+
 class StepResult(NamedTuple):
     """What one learner step returns."""
 
@@ -78,12 +92,18 @@ class Learner:
     def step(self, batch: dict[str, torch.Tensor], env_steps: int) -> StepResult:
         """One optimiser step on a [T+1, B] batch."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        _check_batch(batch)
         # A recurrent model replays the unroll from the state its actor had at step 0; the
         # steps' own end flags clear the state where episodes end (beast.models.core).
         done = batch["terminated"] | batch["truncated"]
         core_state = batch["core_state"][0] if "core_state" in batch else None
         output = self.model(batch["obs"], core_state, done)
         result = self.objective(output, batch)
+        if not torch.isfinite(result.loss):
+            parts = [f"{name} = {float(value)}" for name, value in result.metrics.items()
+                     if not torch.isfinite(value)]
+            raise NonFiniteError(f"the loss is not finite at learner step {self.version + 1} "
+                                 f"({', '.join(parts) or 'loss'}); the step was not applied")
         lr = self.learning_rate(env_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -91,6 +111,10 @@ class Learner:
         result.loss.backward()
         max_norm = self.optim_config.max_grad_norm or float("inf")
         grad_norm = nn.utils.clip_grad_norm_(self.parameters, max_norm)
+        if not torch.isfinite(grad_norm):
+            raise NonFiniteError(f"the gradient norm is {float(grad_norm)} at learner step "
+                                 f"{self.version + 1} (learning rate {lr}); the step was not "
+                                 "applied")
         self.optimizer.step()
 
         valid = transition_mask(batch)

@@ -7,7 +7,8 @@ on SIGINT / SIGTERM.
 
 Call loop::
 
-    exit_code, started = run_training(config, run_dir, make_source, build_env_model(config))
+    exit_code, started = run_training(config, run_dir, make_source, build_env_model(config),
+                                      state=None)
         source = make_source(model, spaces..., generation, log)   # actors start
         learner = Learner(model, objective, ...)
         while source's env steps < budget and no signal:
@@ -40,10 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from beast.checkpoint import CheckpointError, save_checkpoint, set_rng_state
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
-from beast.learner import Learner
+from beast.learner import Learner, NonFiniteError
 from beast.logger import RunLogger
 from beast.models.factory import build_configured_model
 from beast.objectives import build_objective
@@ -200,14 +201,13 @@ SourceFactory = Callable[[nn.Module, gym.Space, gym.Space, int, Callable[[str], 
 
 
 def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
-                 probe: tuple[nn.Module, gym.Space, gym.Space], resume: bool = False
-                 ) -> tuple[int, bool]:
+                 probe: tuple[nn.Module, gym.Space, gym.Space],
+                 state: dict[str, Any] | None = None) -> tuple[int, bool]:
     """Train until the step budget, the target return or a signal. `probe` is what
-    `build_env_model` returned. Returns the exit code and whether training started (a first
-    learner step was taken)."""
+    `build_env_model` returned; `state` a checkpoint to resume from (`load_checkpoint`).
+    Returns the exit code and whether training started (a first learner step was taken)."""
     seed_everything(config.run.seed)
     model, obs_space, action_space = probe
-    state = load_checkpoint(run_dir) if resume else None
     stats = TrainingStats(state["stats"] if state else None)
     logger = RunLogger(run_dir, config.run.total_steps, stats.env_steps)
     signals = StopSignals()
@@ -216,9 +216,14 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
     started = False
     exit_code = 0
 
-    def checkpoint() -> None:
-        save_checkpoint(run_dir, {"learner": learner.state_dict(), "stats": stats.state_dict(),
-                                  "config": config.to_dict()})
+    def checkpoint() -> bool:
+        try:
+            save_checkpoint(run_dir, {"learner": learner.state_dict(),
+                                      "stats": stats.state_dict(), "config": config.to_dict()})
+            return True
+        except CheckpointError as exc:
+            logger.message(f"[beast] {exc}")
+            return False
 
     try:
         # Actors start first: their start-up overlaps the learner's (the first optimiser
@@ -232,7 +237,9 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
         write_config(run_dir, config)
         source.publish_weights(learner)
         next_log = time.monotonic() + config.run.log_seconds
-        next_checkpoint = time.monotonic() + 60 * config.run.checkpoint_minutes
+        # The first checkpoint comes after the first learner step, so a run killed early
+        # still has one to resume from; then one every --checkpoint-minutes.
+        next_checkpoint = time.monotonic()
         target = config.run.target_return
         while stats.env_steps < config.run.total_steps and signals.received is None:
             batch = source.next_batch(timeout=0.5)
@@ -253,12 +260,15 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
             if now >= next_log:
                 logger.write({**stats.row(source.restarts), **source.metrics()})
                 next_log = now + config.run.log_seconds
-            if now >= next_checkpoint:
+            if started and now >= next_checkpoint:
                 checkpoint()
                 next_checkpoint = now + 60 * config.run.checkpoint_minutes
         if signals.received is not None:
             logger.message(f"[beast] {signal.Signals(signals.received).name}: stopping")
             exit_code = 128 + signals.received
+    except NonFiniteError as exc:
+        logger.message(f"[beast] stopped: {exc}")
+        exit_code = 1
     except Exception:
         logger.message(f"[beast] run failed:\n{traceback.format_exc()}")
         exit_code = 1
@@ -270,9 +280,9 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
             source.close()
         if started:
             logger.write(final_row)
-            checkpoint()
-            logger.message(f"[beast] checkpoint written to {run_dir} at "
-                           f"{stats.env_steps:,} steps")
+            if checkpoint():
+                logger.message(f"[beast] checkpoint written to {run_dir} at "
+                               f"{stats.env_steps:,} steps")
         logger.close()
         signals.restore()
     sys.stdout.flush()

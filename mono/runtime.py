@@ -19,9 +19,11 @@ Call loop (learner thread)::
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import queue
 import threading
+import time
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -52,14 +54,17 @@ class _Actor:
     def __init__(self, process: BaseProcess, conn: Connection, generation: int) -> None:
         self.process, self.conn, self.generation = process, conn, generation
         self.error: str | None = None
+        self.last_seen = time.monotonic()  # its last full slot, or when it got work to do
 
 
 class ActorPool:
     """Owns the actor processes and routes slot indices between them and the learner."""
 
     def __init__(self, num_actors: int, slots_per_actor: int, start_actor: StartActor,
-                 max_restarts: int, log: Callable[[str], None]) -> None:
+                 max_restarts: int, log: Callable[[str], None],
+                 actor_timeout: float = math.inf) -> None:
         self.num_actors = num_actors
+        self.actor_timeout = actor_timeout
         self.slots_per_actor = slots_per_actor
         self._start_actor = start_actor
         self.max_restarts = max_restarts
@@ -100,8 +105,11 @@ class ActorPool:
         """Give slots back to their owners once the learner has copied them."""
         with self._lock:
             for slot in slots:
+                actor_id = slot // self.slots_per_actor
+                actor = self._actors[actor_id]
+                if self._idle(actor_id):  # it had nothing to fill: its clock starts now
+                    actor.last_seen = time.monotonic()
                 self._with_learner.discard(slot)
-                actor = self._actors[slot // self.slots_per_actor]
                 try:
                     actor.conn.send(slot)
                 except OSError:
@@ -119,6 +127,24 @@ class ActorPool:
                 self._drain(actor_id)
                 if not self._closing.is_set() and not self._actors[actor_id].process.is_alive():
                     self._on_death(actor_id)
+            self._kill_hung()
+
+    def _idle(self, actor_id: int) -> bool:
+        """Whether every slot of the actor is with the learner (it has nothing to fill)."""
+        return all(slot in self._with_learner for slot in self._owned(actor_id))
+
+    def _kill_hung(self) -> None:
+        """An actor that had a slot to fill and delivered nothing for `actor_timeout` seconds
+        (a hung env) is killed; its death is then handled as a crash: logged and restarted."""
+        now = time.monotonic()
+        with self._lock:
+            for actor_id, actor in enumerate(self._actors):
+                if (actor.error is None and actor.process.is_alive()
+                        and now - actor.last_seen > self.actor_timeout
+                        and not self._idle(actor_id)):
+                    actor.error = (f"actor {actor_id} delivered no unroll for "
+                                   f"{self.actor_timeout:g} s (--actor-timeout); a hung env?")
+                    actor.process.kill()
 
     def _drain(self, actor_id: int) -> None:
         """Read every message the actor has sent (also after it died: the pipe keeps them)."""
@@ -129,6 +155,7 @@ class ActorPool:
                 if isinstance(message, int):
                     with self._lock:
                         self._with_learner.add(message)
+                        actor.last_seen = time.monotonic()
                     self._full.put(message)
                 else:
                     actor.error = message[1]

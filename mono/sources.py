@@ -114,7 +114,7 @@ class ProcessSource:
             return process, learner_end
 
         self.pool = ActorPool(run.num_actors, mono.slots_per_actor, start_actor,
-                              mono.max_actor_restarts, log)
+                              mono.max_actor_restarts, log, mono.actor_timeout)
         self.pool.start()
         self._pending: list[int] = []
         self._closed = False

@@ -32,8 +32,23 @@ def make_source(config: Config) -> Callable[..., Any]:
     return factory
 
 
+def check_servers(config: Config) -> None:
+    """Env servers given with --server-addresses must answer now (a one-line error if not)."""
+    if not config.poly.server_addresses:
+        return
+    from beast.poly._core import EnvClient
+
+    for address in config.poly.server_addresses:
+        try:
+            EnvClient(address, 5.0).close()
+        except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"cannot reach env server {address}: {reason}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("beast.poly", DESCRIPTION, make_source, argv, skip=("mono",))
+    return run_cli("beast.poly", DESCRIPTION, make_source, argv, skip=("mono",),
+                   check=check_servers)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,18 @@ CASES = [
     ("nan float flag", "beast.poly", ["--discount", "nan"], "--discount"),
     ("run name escapes the savedir", "beast.mono", ["--run-name", ".."], "plain folder name"),
     ("mono's slot rule", "beast.mono", ["--batch-size", "4"], "--slots-per-actor"),
+    ("negative seed", "beast.mono", ["--seed", "-1"], "--seed"),
+    ("cannot allocate the model", "beast.mono", ["--hidden-sizes", "100000", "100000"],
+     "cannot make"),
+    ("server address without a port", "beast.poly", ["--server-addresses", "notanaddress"],
+     "is not HOST:PORT"),
+    ("server port out of range", "beast.poly", ["--server-addresses", "127.0.0.1:99999"],
+     "is not HOST:PORT"),
+    ("no server on the port", "beast.poly", ["--server-addresses", "127.0.0.1:1"],
+     "cannot reach env server 127.0.0.1:1"),
 ]
+if not __import__("torch").cuda.is_available():
+    CASES.append(("no CUDA here", "beast.mono", ["--device", "cuda"], "CUDA is not available"))
 if importlib.util.find_spec("Box2D") is None:
     CASES.append(("box2d missing", "beast.mono", ["--env", "LunarLander-v3"],
                   'pip install -e ".[box2d]"'))
@@ -45,6 +56,13 @@ def test_a_user_error_is_one_line_and_leaves_nothing(tmp_path: Path, case: str, 
     assert "Traceback" not in result.stderr
     assert not savedir.exists() or not any(savedir.iterdir())
     assert not (tmp_path / "config.json").exists()
+
+
+def test_an_unwritable_savedir_is_one_line() -> None:
+    result = run_cli("beast.mono", *FAST, "--savedir", "/proc/beast-runs", timeout=60)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "/proc/beast-runs" in lines[0]
 
 
 def test_poly_has_no_mono_slot_rule(tmp_path: Path) -> None:

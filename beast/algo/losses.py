@@ -117,7 +117,6 @@ def impala_loss(
     clip_c_threshold: float | None = 1.0,
     lambda_: float = 1.0,
     reduction: str = "mean",
-    center_advantages: bool = False,
 ) -> ImpalaLoss:
     """The IMPALA loss on one unroll, for any action distribution.
 
@@ -139,10 +138,8 @@ def impala_loss(
         log_rhos, discounts, rewards, values.detach(), bootstrap_value.detach(),
         clip_rho_threshold=clip_rho_threshold, clip_c_threshold=clip_c_threshold,
         clip_pg_rho_threshold=clip_pg_rho_threshold, lambda_=lambda_, valid=valid)
-    advantages = vtrace.pg_advantages
-    if center_advantages:
-        advantages = advantages - _reduce(advantages, valid, "mean")
-    pg = policy_gradient_loss(target_log_probs, advantages, mask=valid, reduction=reduction)
+    pg = policy_gradient_loss(target_log_probs, vtrace.pg_advantages, mask=valid,
+                              reduction=reduction)
     baseline = baseline_loss(values, vtrace.vs, mask=valid, reduction=reduction)
     entropy_term = entropy_loss(entropy, mask=valid, reduction=reduction)
     total = pg + baseline_cost * baseline + entropy_cost * entropy_term

@@ -55,7 +55,6 @@ class ImpalaObjective(nn.Module):
             clip_c_threshold=cfg.clip_c,
             lambda_=cfg.vtrace_lambda,
             reduction=cfg.reduction,
-            center_advantages=cfg.center_advantages,
         )
         rho_clipped = (loss.log_rhos > math.log(cfg.clip_rho))[valid]
         metrics = {

@@ -39,7 +39,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path: Path, monkeypa
 
 
 def test_missing_checkpoint_names_the_run(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+    with pytest.raises(checkpoint.CheckpointError, match=str(tmp_path)):
         checkpoint.load_checkpoint(tmp_path)
 
 
@@ -53,3 +53,20 @@ def test_csv_header_widens_and_rows_stay_aligned(tmp_path: Path) -> None:
     assert [r["env_steps"] for r in rows] == ["1", "2", "3"]
     assert [r["loss"] for r in rows] == ["", "0.5", "0.25"]
     assert [r["sps"] for r in rows] == ["10", "20", ""]
+
+
+def test_a_non_finite_state_never_replaces_a_checkpoint(tmp_path: Path) -> None:
+    good = {"learner": {"model": {"w": torch.ones(3)}}}
+    checkpoint.save_checkpoint(tmp_path, good)
+    bad = {"learner": {"model": {"w": torch.tensor([1.0, float("nan"), 2.0])}}}
+    with pytest.raises(checkpoint.CheckpointError, match="learner/model/w is not finite"):
+        checkpoint.save_checkpoint(tmp_path, bad)
+    assert torch.equal(checkpoint.load_checkpoint(tmp_path)["learner"]["model"]["w"], torch.ones(3))
+
+
+def test_rng_state_round_trips_through_weights_only(tmp_path: Path) -> None:
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    checkpoint.save_checkpoint(tmp_path, {})
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    checkpoint.set_rng_state(checkpoint.load_checkpoint(tmp_path)["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected

@@ -10,9 +10,13 @@ life: each 5-step life ends with terminated=True, and `info["game_over"]` is Tru
 end of the third life.
 
 `Faulty-v0`: CartPole that raises RuntimeError("faulty env") after `fail_after` steps.
+`NanReward-v0`: CartPole whose rewards turn NaN after `after` steps.
+`Hanging-v0`: CartPole that hangs (sleeps for an hour) after `after` steps.
 """
 
 from __future__ import annotations
+
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -73,7 +77,27 @@ class FaultyEnv(gym.Wrapper):
         return self.env.step(action)
 
 
+class NanRewardEnv(gym.Wrapper):
+    def __init__(self, after: int = 300) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.after, self.steps = after, 0
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, (float("nan") if self.steps > self.after else reward), terminated, truncated, info
+
+
+class HangingEnv(NanRewardEnv):
+    def step(self, action):
+        if self.steps >= self.after:
+            time.sleep(3600)
+        return super().step(action)
+
+
 if "Counting-v0" not in gym.registry:
+    gym.register("NanReward-v0", entry_point=NanRewardEnv)
+    gym.register("Hanging-v0", entry_point=HangingEnv, kwargs={"after": 40})
     gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=100)
     gym.register("Faulty-v0", entry_point=FaultyEnv)
     gym.register("CountingLives-v0", entry_point=CountingLivesEnv)

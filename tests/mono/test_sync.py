@@ -25,7 +25,7 @@ def test_sync_modes_count_and_gate_weight_copies(run_dir: Path, mode: str) -> No
     row = final_row(run_dir)
     steps, syncs = row["version"], row["aps/syncs_total"]
     assert row["aps/trigger_initial"] == 1
-    model = torch.load(run_dir / "checkpoint.pt", weights_only=False)["learner"]["model"]
+    model = torch.load(run_dir / "checkpoint.pt", weights_only=True)["learner"]["model"]
     assert row["aps/bytes_synced"] == syncs * 4 * sum(t.numel() for t in model.values())
     if mode == "every-step":
         # one actor, two slots: it copies at (nearly) every unroll boundary

@@ -34,7 +34,7 @@ def test_serial_run_resume_eval_and_plot(run_dir: Path) -> None:
     first = run_cli("beast.mono", *common, "--total-steps", "3000")
     assert first.returncode == 0, first.stderr[-3000:]
     assert (run_dir / "config.json").exists() and (run_dir / "tensorboard").is_dir()
-    saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     steps, version = saved["stats"]["env_steps"], saved["learner"]["version"]
     assert steps >= 3000 and version == steps // (8 * 16)
 
@@ -43,7 +43,7 @@ def test_serial_run_resume_eval_and_plot(run_dir: Path) -> None:
 
     resumed = run_cli("beast.mono", "--resume", str(run_dir), "--total-steps", "6000")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    after = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert after["stats"]["env_steps"] >= 6000
     assert after["learner"]["version"] == after["stats"]["env_steps"] // (8 * 16)
     assert after["stats"]["resumes"] == 1

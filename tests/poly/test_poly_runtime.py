@@ -139,7 +139,7 @@ def test_poly_cartpole_learns_within_step_budget(run_dir: Path) -> None:
     resumed = run_cli("beast.poly", "--resume", str(run_dir), "--total-steps",
                       str(int(float(last["env_steps"])) + 20000), timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["stats"]["resumes"] == 1
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["stats"]["resumes"] == 1
     assert run_cli("beast.plot", str(run_dir)).returncode == 0 and (run_dir / "plot.png").exists()
 
 
