@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from beast.config import Config, build_parser, config_from_args
+from beast.config import Config
+from beast.flags import build_parser, config_from_args
 from beast.envs.make import check_env_config
 
 # make_source(config) -> the factory run_training calls (model, spaces, generation, log)

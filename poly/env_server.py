@@ -28,7 +28,8 @@ import threading
 import gymnasium as gym
 import numpy as np
 
-from beast.config import EnvConfig, build_parser, group_from_args
+from beast.config import EnvConfig
+from beast.flags import build_parser, group_from_args
 from beast.envs.make import check_env_config, make_vector_env_from_config
 from beast.poly._core import EnvServer
 

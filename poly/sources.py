@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from beast.acting import policy_step
-from beast.config import Config, EnvConfig, group_flags
+from beast.config import Config, EnvConfig
+from beast.flags import group_flags
 from beast.learner import Learner
 from beast.rollout import CORE_STATE, Batch, EpisodeCounter, RolloutSpec
 from beast.sync import SyncDriver, controller_from_config

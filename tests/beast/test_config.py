@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from beast.config import (Config, ConfigError, EnvConfig, EvalConfig, LossConfig, ModelConfig,
-                          MonoConfig, OptimConfig, PolyConfig, RunConfig, SyncConfig, build_parser,
-                          check_mono, config_from_args, field_docs)
+                          MonoConfig, OptimConfig, PolyConfig, RunConfig, SyncConfig, check_mono)
+from beast.flags import build_parser, config_from_args, field_docs
 
 GROUPS = (EnvConfig, ModelConfig, LossConfig, OptimConfig, RunConfig, MonoConfig, EvalConfig,
           SyncConfig, PolyConfig)
@@ -68,3 +68,14 @@ def test_invalid_values_are_rejected_with_reasons(make, message: str) -> None:
 def test_unknown_group_is_rejected() -> None:
     with pytest.raises(ConfigError, match="unknown config groups"):
         Config.from_dict({"optimiser": {}})
+
+
+def test_env_server_flags_are_generated_from_env_config() -> None:
+    """A launcher passes its EnvConfig to env servers as flags; a new field needs no edit."""
+    from beast.flags import group_flags, group_from_args
+
+    config = EnvConfig("ALE/Pong-v5", num_envs=7, env_backend="envpool", episodic_life=True,
+                       sticky_actions=False)
+    parser = build_parser("env_server", only=("env",))
+    assert group_from_args(EnvConfig, parser.parse_args(group_flags(config))) == config
+    assert "--learning-rate" not in parser.format_help()
