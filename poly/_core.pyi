@@ -227,3 +227,6 @@ class ActorPool:
     def unroll_length(self) -> int: ...
     @property
     def addresses(self) -> list[str]: ...
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 (32 bytes), as the env server's handshake computes it (csrc/net/auth.h)."""
