@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <utility>
@@ -11,8 +12,11 @@ namespace beast {
 namespace {
 
 // One line per event, written with one call so lines from connection
-// threads do not interleave.
-void log_line(const std::string& message) { std::fprintf(stderr, "beast env server: %s\n", message.c_str()); }
+// threads do not interleave. Anything unprintable is escaped, so no text in
+// a message (a traceback, a name a client chose) can break the line.
+void log_line(const std::string& message) {
+  std::fprintf(stderr, "beast env server: %s\n", printable(message, "", true).c_str());
+}
 
 // Why `request` is not a valid STEP for `spec`, or "" if it is.
 std::string check_step(const ArrayMap& request, const EnvSpec& spec) {
@@ -30,7 +34,7 @@ std::string check_step(const ArrayMap& request, const EnvSpec& spec) {
 
 std::string check_reset(const ArrayMap& request) {
   for (const auto& [key, array] : request) {
-    if (key != "seed") return "RESET may hold only 'seed', got '" + key + "'";
+    if (key != "seed") return "RESET may hold only 'seed', got '" + printable(key) + "'";
     if (array.dtype() != DType::kInt64 || array.ndim() != 0) {
       return std::string("RESET 'seed' must be an int64 scalar, got ") + dtype_name(array.dtype()) + " " +
              shape_string(array.shape());
@@ -44,11 +48,24 @@ std::string check_result(const ArrayMap& result, const EnvSpec& spec) {
   if (result.find("obs") == result.end()) return "the environment's result has no 'obs'";
   for (const auto& [key, array] : result) {
     if (array.ndim() < 1 || array.shape()[0] != spec.num_envs) {
-      return "the environment's '" + key + "' has shape " + shape_string(array.shape()) + ", expected a leading " +
-             std::to_string(spec.num_envs) + " (num_envs)";
+      return "the environment's '" + printable(key) + "' has shape " + shape_string(array.shape()) +
+             ", expected a leading " + std::to_string(spec.num_envs) + " (num_envs)";
     }
   }
   return "";
+}
+
+// The largest STEP payload worth reading for `spec`: a correct action's bytes
+// plus kMaxControlFrameBytes for the framing (and for a slightly wrong one,
+// which is answered with ERROR), never more than `max_frame_bytes`.
+std::uint64_t step_limit(const EnvSpec& spec, std::uint64_t max_frame_bytes) {
+  std::uint64_t bytes = itemsize(spec.action.dtype);
+  bool overflow = __builtin_mul_overflow(bytes, static_cast<std::uint64_t>(spec.num_envs), &bytes);
+  for (std::int64_t d : spec.action.shape) {
+    overflow = overflow || __builtin_mul_overflow(bytes, static_cast<std::uint64_t>(d), &bytes);
+  }
+  if (overflow || bytes > max_frame_bytes - std::min(max_frame_bytes, kMaxControlFrameBytes)) return max_frame_bytes;
+  return bytes + kMaxControlFrameBytes;
 }
 
 }  // namespace
@@ -136,6 +153,7 @@ void EnvServer::serve(Connection& c) {
   const std::string peer = c.socket.peer_name();
   std::unique_ptr<EnvSession> session;
   EnvSpec spec;
+  std::uint64_t max_step_bytes = 0;
   auto send_error = [&](const std::string& message) {
     write_frame(c.socket, FrameType::kError, error_arrays(message));
   };
@@ -157,10 +175,13 @@ void EnvServer::serve(Connection& c) {
   };
   try {
     for (bool open = true; open;) {
-      Frame frame = read_frame(c.socket, max_frame_bytes_, std::nullopt);
-      const std::string type = frame_type_name(frame.type);
+      // Each frame type has its own bound, checked from the header alone.
+      const FrameHeader header = read_header(c.socket, std::nullopt);
+      const std::string type = frame_type_name(header.type);
       if (!session) {
-        if (frame.type != FrameType::kHello) throw ProtocolError("expected HELLO as the first frame, got " + type);
+        if (header.type != FrameType::kHello) throw ProtocolError("expected HELLO as the first frame, got " + type);
+        check_frame_length(header, kMaxControlFrameBytes);
+        read_payload(c.socket, header, std::nullopt);
         try {
           session = factory_();
           spec = session->spec();
@@ -170,8 +191,14 @@ void EnvServer::serve(Connection& c) {
           break;
         }
         write_frame(c.socket, FrameType::kSpec, encode_spec(spec));
+        max_step_bytes = step_limit(spec, max_frame_bytes_);
         continue;
       }
+      if (header.type != FrameType::kReset && header.type != FrameType::kStep && header.type != FrameType::kClose) {
+        throw ProtocolError("unexpected " + type + " frame from a client");
+      }
+      check_frame_length(header, header.type == FrameType::kStep ? max_step_bytes : kMaxControlFrameBytes);
+      Frame frame{header.type, read_payload(c.socket, header, std::nullopt)};
       switch (frame.type) {
         case FrameType::kReset: {
           const std::string bad = check_reset(frame.arrays);
@@ -183,11 +210,9 @@ void EnvServer::serve(Connection& c) {
           bad.empty() ? answer(&EnvSession::step, frame.arrays) : send_error(bad);
           break;
         }
-        case FrameType::kClose:
+        default:  // CLOSE
           open = false;
           break;
-        default:
-          throw ProtocolError("unexpected " + type + " frame from a client");
       }
     }
   } catch (const ProtocolError& e) {
@@ -202,6 +227,7 @@ void EnvServer::serve(Connection& c) {
     if (!closing_) log_line("closing connection from " + peer + ": " + e.what());
   }
   session.reset();  // closes the envs, on this thread
+  c.socket.shutdown_and_drain(Clock::now() + std::chrono::seconds(1));  // so the last ERROR is read, not reset
   c.socket.shutdown();  // the client sees EOF now; close() or reap_finished() closes the fd
   c.done = true;
 }

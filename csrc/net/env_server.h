@@ -15,6 +15,8 @@
 // sends an ERROR with the reason (best effort) and logs the reason to stderr.
 // STEP actions are checked against the spec (dtype, [K, *action_shape])
 // before the session sees them; a mismatch is an ERROR, not a disconnect.
+// Frame sizes and array counts are bounded before anything is allocated, by
+// frame type and by the spec (net/wire.h, "Limits").
 //
 // Threads: the constructor starts one accept thread; each accepted
 // connection gets one thread that does all of that connection's socket I/O

@@ -277,6 +277,20 @@ void Socket::shutdown() {
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
 }
 
+void Socket::shutdown_and_drain(const Deadline& deadline) {
+  if (fd_ < 0) return;
+  ::shutdown(fd_, SHUT_WR);
+  char scratch[4096];
+  for (;;) {  // never throws: this runs while a connection is being torn down
+    pollfd p{fd_, POLLIN, 0};
+    const int ready = ::poll(&p, 1, poll_timeout_ms(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return;  // the deadline passed (or poll failed)
+    const ssize_t n = ::recv(fd_, scratch, sizeof(scratch), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) return;
+  }
+}
+
 void Socket::close() {
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
   buffer_begin_ = buffer_end_ = 0;

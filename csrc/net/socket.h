@@ -115,6 +115,12 @@ class Socket {
   // Wakes any thread blocked on this socket (its recv sees EOF) without
   // releasing the fd, so the owner still closes it exactly once.
   void shutdown();
+  // Half-closes (the peer reads what was sent, then EOF), then reads and
+  // drops whatever the peer still sends until it closes too or `deadline`
+  // passes. Closing with unread bytes makes the kernel reset the connection,
+  // and a reset can beat the last frame sent (an ERROR saying why) to the
+  // peer's reader; this is the way to close after an error. Owner only.
+  void shutdown_and_drain(const Deadline& deadline);
   void close();
   bool is_open() const { return fd_ >= 0; }
   int fd() const { return fd_; }

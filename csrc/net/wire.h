@@ -9,9 +9,10 @@
 //   offset 0   4 bytes  magic  "BNET" (0x42 0x4E 0x45 0x54)
 //          4   u32      protocol version, kWireVersion (= 1); any other is refused
 //          8   u32      frame type (below)
-//         12   u64      payload length; refused if > max_frame_bytes (default
-//                       64 MiB) BEFORE anything is allocated
-// Payload = u32 array count, then that many arrays, each:
+//         12   u64      payload length; refused BEFORE anything is allocated
+//                       if over the limit for that frame type (see Limits)
+// Payload = u32 array count (at most kMaxArraysPerFrame = 64), then that many
+// arrays, each:
 //   u16 name length (1..255), name (utf-8 bytes, unique within the frame)
 //   u8  dtype code: 0 bool, 1 int8, 2 uint8, 3 int16, 4 int32, 5 int64,
 //                   6 float16, 7 float32, 8 float64
@@ -44,12 +45,24 @@
 //
 // A session: HELLO -> SPEC, then any number of RESET/STEP requests, each
 // answered by one STEP_RESULT or one ERROR, then CLOSE (or EOF).
-// A malformed frame (bad magic, version, type, size or array) makes the
-// receiver close the connection; a server first sends an ERROR saying why
-// (best effort) and logs the reason.
 //
-// Threads: everything here is a pure function except read_frame() and
-// write_frame(), which use one socket from the calling thread.
+// Limits (server side; every one is checked before anything is allocated):
+//   before the handshake ends only HELLO may come, of at most
+//   kMaxControlFrameBytes (4 KiB); afterwards RESET and CLOSE are held to the
+//   same, STEP to the bytes of a correct action for the spec plus 4 KiB (and
+//   to max_frame_bytes, default 64 MiB). Any other frame type from a client
+//   is refused from its header. A receiver grows a payload buffer as the
+//   bytes arrive (from 256 KiB, doubling), so a header that declares a large
+//   payload costs nothing until the payload comes. Clients hold the server's
+//   frames to max_frame_bytes.
+//
+// A malformed frame (bad magic, version, type, size, count or array) makes
+// the receiver close the connection; a server first sends an ERROR saying
+// why (best effort) and logs the reason, with every peer-chosen string
+// (array names) escaped by printable().
+//
+// Threads: everything here is a pure function except the read_* and
+// write_frame() functions, which use one socket from the calling thread.
 #pragma once
 
 #include <cstddef>
@@ -70,6 +83,8 @@ constexpr std::size_t kFrameHeaderBytes = 20;
 constexpr std::uint64_t kDefaultMaxFrameBytes = 64ull << 20;
 constexpr std::size_t kMaxNdim = 16;
 constexpr std::size_t kMaxNameBytes = 255;
+constexpr std::uint32_t kMaxArraysPerFrame = 64;
+constexpr std::uint64_t kMaxControlFrameBytes = 4 << 10;
 
 enum class FrameType : std::uint32_t {
   kHello = 1,
@@ -109,24 +124,45 @@ DType dtype_from_code(std::uint8_t code);
 // The whole frame, header included, as bytes.
 std::vector<std::uint8_t> encode_frame(FrameType type, const ArrayMap& arrays);
 
-// Decodes a header; throws ProtocolError for bad magic, version or type, or
-// a length over max_frame_bytes. Returns the type and the payload length.
-FrameType decode_header(const std::uint8_t* header, std::uint64_t max_frame_bytes, std::uint64_t* length);
+struct FrameHeader {
+  FrameType type = FrameType::kHello;
+  std::uint64_t length = 0;  // payload bytes
+};
+
+// Decodes a header; throws ProtocolError for bad magic, version or type.
+FrameHeader decode_header(const std::uint8_t* header);
+// Throws ProtocolError ("... exceeds the maximum frame size ...") if
+// header.length > limit.
+void check_frame_length(const FrameHeader& header, std::uint64_t limit);
 
 // Decodes a payload into arrays that own copies of their bytes (copied so
 // each starts aligned, wherever it sat in the payload).
 ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length);
 
-// Socket I/O. read_frame throws ConnectionClosed (at_boundary() true when the
-// peer closed between frames), SocketTimeout, or ProtocolError.
-void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays);
+// Socket I/O. The reads throw ConnectionClosed (at_boundary() true when the
+// peer closed between frames), SocketTimeout, or ProtocolError. A caller
+// that bounds frames by type reads the header, checks it, then the payload
+// (whose buffer grows as bytes arrive); read_frame does all three with one
+// limit for every type.
+FrameHeader read_header(Socket& socket, const Deadline& deadline);
+ArrayMap read_payload(Socket& socket, const FrameHeader& header, const Deadline& deadline);
 Frame read_frame(Socket& socket, std::uint64_t max_frame_bytes, const Deadline& deadline);
+void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays);
+
+// `text` with every byte outside printable ASCII written as \xNN (and a
+// backslash as \\ unless `keep_backslash`): peer-chosen text in a log line
+// cannot start a new line or send terminal escapes. Bytes listed in `keep`
+// (e.g. "\n\t" for a traceback shown to a user) are left as they are.
+std::string printable(const std::string& text, const char* keep = "", bool keep_backslash = false);
 
 // Helpers for the fixed frames.
 ArrayMap encode_spec(const EnvSpec& spec);
 EnvSpec decode_spec(const ArrayMap& arrays);  // ProtocolError if a key is missing or ill-typed
 ArrayMap error_arrays(const std::string& message);
+// The message, with control characters other than newline and tab escaped.
 std::string error_message(const ArrayMap& arrays);
+// A uint8[n] array of `bytes`.
+Array bytes_array(const std::uint8_t* bytes, std::size_t n);
 Array scalar_int64(std::int64_t value);
 
 }  // namespace beast

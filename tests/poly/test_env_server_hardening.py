@@ -1,7 +1,7 @@
-"""Attacks on the env server over real sockets, and the primitives of its authentication.
+"""Attacks on the env server over real sockets: memory, log lines; auth primitives.
 
-Each attack test reproduces one attack against `python -m beast.poly.env_server` in its own
-process and checks the bound that stops it (csrc/net/wire.h; csrc/net/auth.h). No test asserts on
+Each test reproduces one attack against `python -m beast.poly.env_server` in its own process and
+checks the bound that stops it (csrc/net/wire.h, "Limits"; csrc/net/auth.h). No test asserts on
 how long anything took.
 """
 
@@ -9,11 +9,106 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import socket
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from beast.poly import EnvClient
 from beast.poly._core import hmac_sha256
+from tests.poly.test_env_server import (DEADLINE_S, ERROR, HELLO, K, MAGIC, RESET, SPEC, STEP,
+                                        VERSION, Server, array_body, frame, read_frame)
+
+MIB = 1 << 20
+
+
+def header(type_: int, length: int) -> bytes:
+    return MAGIC + struct.pack("<IIQ", VERSION, type_, length)
+
+
+def rss_bytes(pid: int) -> int:
+    return int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) * 1024
+
+
+def handshake(sock: socket.socket) -> None:
+    sock.sendall(frame(HELLO))
+    assert read_frame(sock)[0] == SPEC
+
+
+def error_text(sock: socket.socket) -> str:
+    """The ERROR the server sends before closing (within DEADLINE_S: the socket's timeout)."""
+    type_, arrays = read_frame(sock)
+    assert type_ == ERROR, type_
+    return arrays["message"].tobytes().decode()
+
+
+def served(address: str, **kwargs) -> bool:
+    """Whether a new client gets envs and a step now (False if refused)."""
+    try:
+        with EnvClient(address, timeout=DEADLINE_S, **kwargs) as client:
+            client.reset(seed=0)
+            return client.step(np.zeros(client.num_envs, np.int64))["obs"].shape[0] == client.num_envs
+    except (RuntimeError, ConnectionError):
+        return False
+
+
+# --- 1. memory amplification ------------------------------------------------------------------
+
+
+def test_oversized_and_packed_frames_leave_the_server_rss_near_its_baseline():
+    server = Server("CartPole-v1", K)
+    try:
+        assert served(server.address)
+        baseline = rss_bytes(server.proc.pid)
+        attackers = []
+        for before_handshake in (False, True):  # each declares 64 MiB and sends 1 byte of it
+            for _ in range(8):
+                sock = server.raw_socket()
+                if not before_handshake:
+                    handshake(sock)
+                sock.sendall(header(STEP if not before_handshake else HELLO, 64 * MIB) + b"\0")
+                attackers.append(sock)
+        packed = server.raw_socket()  # 16 MiB of one-byte arrays, sent in full
+        handshake(packed)
+        arrays = b"".join(struct.pack("<H", 6) + b"%06d" % i + struct.pack("<BBQ", 2, 0, 1) + b"\1"
+                          for i in range(16 * MIB // 19))
+        try:
+            packed.sendall(frame(STEP, body=struct.pack("<I", 16 * MIB // 19) + arrays))
+        except OSError:  # the server may refuse it before it is all sent
+            pass
+        for sock in attackers + [packed]:
+            assert "exceeds the maximum frame size" in error_text(sock)
+            sock.close()
+        assert served(server.address)
+        grown = rss_bytes(server.proc.pid) - baseline
+        print(f"server RSS {baseline / MIB:.1f} MiB before the attacks, +{grown / MIB:.1f} MiB after")
+        assert grown < 32 * MIB, f"the server grew by {grown / MIB:.0f} MiB"
+    finally:
+        assert server.stop() == 0
+
+
+# --- 4. log injection ----------------------------------------------------------------------
+
+
+def test_client_chosen_names_are_logged_escaped_on_one_line():
+    server = Server("CartPole-v1", K)
+    try:
+        name = "evil\nbeast env server: forged line\x1b[31m".encode()
+        array = struct.pack("<H", len(name)) + name + struct.pack("<BB", 42, 0) + struct.pack("<Q", 0)
+        with server.raw_socket() as sock:
+            handshake(sock)
+            sock.sendall(frame(RESET, body=array_body(array)))
+            assert "unknown dtype code 42" in error_text(sock)
+        line = server.wait_for_log("unknown dtype code 42")
+        assert r"'evil\x0abeast env server: forged line\x1b[31m'" in line
+        assert not any(text.startswith("beast env server: forged") for text in server.stderr)
+        assert not any("\x1b" in text for text in server.stderr)
+    finally:
+        assert server.stop() == 0
+
 
 # --- 5. authentication: the primitives ------------------------------------------------------
 
