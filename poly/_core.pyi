@@ -117,10 +117,17 @@ class EnvServer:
     ``close()``. C++ threads do all socket I/O without the GIL and take it only for those calls.
     A Python exception there reaches that client as an ERROR carrying its traceback; a malformed
     frame closes that connection only (reason logged to stderr).
+
+    The options bound what clients can make it hold (csrc/net/wire.h): frame size, connections
+    served at once (one more is refused with an error), and deadlines in seconds (None: for ever)
+    for the handshake, for each next request, and for sending each reply.
     """
 
-    def __init__(self, address: str, make_session: Callable[[], object], *, max_frame_bytes: int = ...) -> None:
-        """Bind ``"HOST:PORT"`` (port 0: a free port) or ``"unix:/path"``; ConnectionError if it cannot."""
+    def __init__(self, address: str, make_session: Callable[[], object], *, max_frame_bytes: int = ...,
+                 max_connections: int = 128, handshake_timeout: float | None = 10.0,
+                 idle_timeout: float | None = 600.0, send_timeout: float | None = 60.0) -> None:
+        """Bind ``"HOST:PORT"`` (port 0: a free port) or ``"unix:/path"``; ConnectionError if it cannot,
+        ValueError for a bad option."""
     @property
     def address(self) -> str:
         """The bound address, e.g. ``"127.0.0.1:43121"``."""
@@ -134,10 +141,10 @@ class EnvServer:
 class EnvClient:
     """Blocking client of an env server: K environments stepped as one batch.
 
-    ``timeout`` (seconds; None: for ever) bounds the connect and each reply. An env exception
-    on the server raises RuntimeError with its traceback (the client stays usable); a dead or
-    unreachable server raises ConnectionError, a slow one TimeoutError, and after either the
-    client is closed.
+    ``timeout`` (seconds; None: for ever) bounds the connect and handshake and each request. An
+    env exception on the server raises RuntimeError with its traceback (the client stays usable);
+    a dead or unreachable server raises ConnectionError, a slow one TimeoutError, and after either
+    the client is closed.
     """
 
     def __init__(self, address: str, timeout: float | None = 30.0, *, max_frame_bytes: int = ...) -> None: ...

@@ -13,6 +13,9 @@ Run one with::
 
 It prints the bound address on one line of stdout (so a launcher can ask for port 0) and serves
 until SIGTERM or SIGINT, then closes every connection and exits 0.
+
+--max-connections and the --handshake-timeout / --idle-timeout / --send-timeout deadlines bound
+what clients can hold (csrc/net/wire.h); a bad value exits 2.
 """
 
 from __future__ import annotations
@@ -68,10 +71,19 @@ class VectorEnvSession:
 
 
 def serve(env_config: EnvConfig, address: str = DEFAULT_ADDRESS,
-          max_frame_bytes: int | None = None) -> EnvServer:
-    """Start serving `env_config.num_envs` envs per connection; the caller closes it."""
+          max_frame_bytes: int | None = None, *, max_connections: int | None = None,
+          handshake_timeout: float | None = None, idle_timeout: float | None = None,
+          send_timeout: float | None = None) -> EnvServer:
+    """Start serving `env_config.num_envs` envs per connection; the caller closes it.
+
+    Options left None take the C++ server's defaults (csrc/net/env_server.h); timeouts are in
+    seconds (math.inf: none).
+    """
     check_env_config(env_config)  # an unknown id fails here, not at the first client
-    kwargs = {} if max_frame_bytes is None else {"max_frame_bytes": max_frame_bytes}
+    options = dict(max_frame_bytes=max_frame_bytes, max_connections=max_connections,
+                   handshake_timeout=handshake_timeout, idle_timeout=idle_timeout,
+                   send_timeout=send_timeout)
+    kwargs = {key: value for key, value in options.items() if value is not None}
     return EnvServer(address, lambda: VectorEnvSession(env_config), **kwargs)
 
 
@@ -83,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="HOST:PORT (port 0: a free port) or unix:/path; default %(default)s")
     parser.add_argument("--max-frame-bytes", type=int, default=None,
                         help="largest frame accepted (default 64 MiB)")
+    parser.add_argument("--max-connections", type=int, default=None,
+                        help="clients served at once; more are refused (default 128)")
+    parser.add_argument("--handshake-timeout", type=float, default=None,
+                        help="seconds for a new client to say HELLO; default 10")
+    parser.add_argument("--idle-timeout", type=float, default=None,
+                        help="seconds a client may take over its next request; default 600")
+    parser.add_argument("--send-timeout", type=float, default=None,
+                        help="seconds to send one reply to a client that is not reading; default 60")
     parser.add_argument("--env-backend", default="gymnasium", help="gymnasium or envpool")
     parser.add_argument("--episodic-life", action="store_true", help="Atari: a lost life ends the episode")
     parser.add_argument("--sticky-actions", action="store_true", help="Atari: sticky actions (p=0.25)")
@@ -97,7 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = serve(env_config, args.address, args.max_frame_bytes)
+    try:
+        server = serve(env_config, args.address, args.max_frame_bytes,
+                       max_connections=args.max_connections,
+                       handshake_timeout=args.handshake_timeout, idle_timeout=args.idle_timeout,
+                       send_timeout=args.send_timeout)
+    except ValueError as exc:  # a bad option
+        print(f"beast env server: {exc}", file=sys.stderr)
+        return 2
     try:
         print(server.address, flush=True)
         while not stop.wait(0.5):  # a bounded wait, so the signal handler gets to run

@@ -31,7 +31,8 @@ Call loop::
         # {"obs", "reward", "terminated", "truncated"}, each [K, ...], next-step autoreset
     client.close()
 
-``timeout`` (seconds; None: for ever) bounds the connect and each reply.
+``timeout`` (seconds; None: for ever) bounds the connect and handshake, and
+each request (its send and its reply).
 An env that raises on the server gives RuntimeError with its traceback (the
 client stays usable). A dead or unreachable server gives ConnectionError, a
 slow one TimeoutError; after either the client is closed and every later

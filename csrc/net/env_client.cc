@@ -8,7 +8,7 @@ EnvClient::EnvClient(const std::string& address, Timeout timeout, std::uint64_t 
     : address_(address), timeout_(timeout), max_frame_bytes_(max_frame_bytes) {
   const Deadline deadline = deadline_after(timeout_, "EnvClient");
   socket_ = Socket::connect(Address::parse(address), deadline);
-  write_frame(socket_, FrameType::kHello, {});
+  write_frame(socket_, FrameType::kHello, {}, deadline);
   Frame frame = read_frame(socket_, max_frame_bytes_, deadline);
   if (frame.type == FrameType::kError) {
     throw RemoteError("env server " + address + ": " + error_message(frame.arrays));
@@ -56,8 +56,9 @@ ArrayMap EnvClient::request_locked(FrameType type, const ArrayMap& arrays) {
   check_open_locked();
   Frame reply;
   try {
-    write_frame(socket_, type, arrays);
-    reply = read_frame(socket_, max_frame_bytes_, deadline_after(timeout_, "EnvClient"));
+    const Deadline deadline = deadline_after(timeout_, "EnvClient");
+    write_frame(socket_, type, arrays, deadline);
+    reply = read_frame(socket_, max_frame_bytes_, deadline);
     if (reply.type != FrameType::kStepResult && reply.type != FrameType::kError) {
       throw ProtocolError(std::string("expected STEP_RESULT or ERROR, got ") + frame_type_name(reply.type));
     }
@@ -76,7 +77,7 @@ void EnvClient::close() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!socket_.is_open()) return;
   try {
-    write_frame(socket_, FrameType::kClose, {});
+    write_frame(socket_, FrameType::kClose, {}, Clock::now());  // only if it fits at once: never hang here
   } catch (const std::exception&) {  // the server may be gone; closing is all that is left
   }
   socket_.close();

@@ -11,7 +11,8 @@
 //
 // Failures throw:
 //   RemoteError      : the server answered ERROR (an env raised: what() holds
-//                      its traceback); the connection stays usable
+//                      its traceback, control characters other than newline
+//                      and tab escaped); the connection stays usable
 //   ConnectionClosed / SocketError : the server is gone or unreachable
 //   SocketTimeout    : no reply within the timeout
 //   ProtocolError    : the server sent a malformed frame
@@ -45,7 +46,7 @@ class RemoteError : public std::runtime_error {
 class EnvClient {
  public:
   // Connects and reads the spec, both within `timeout` (which then bounds
-  // each later request's wait for its reply; std::nullopt waits for ever).
+  // each later request, its send and its reply; std::nullopt waits for ever).
   EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes);
   ~EnvClient();
   EnvClient(const EnvClient&) = delete;

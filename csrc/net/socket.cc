@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <utility>
 
 namespace beast {
@@ -186,12 +185,24 @@ Socket Socket::connect(const Address& address, const Deadline& deadline) {
   throw SocketError(last_error);
 }
 
-void Socket::send_all(const void* data, std::size_t size) {
+void Socket::send_all(const void* data, std::size_t size, const Deadline& deadline, const char* what) {
   const auto* p = static_cast<const char*>(data);
+  const std::size_t total = size;
+  // With a deadline the sends do not block (MSG_DONTWAIT) and poll waits for
+  // room instead, so the deadline bounds the whole frame, however slowly the
+  // peer drains it. MSG_NOSIGNAL: EPIPE, not a process-killing SIGPIPE.
+  const int flags = MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0);
   while (size > 0) {
-    const ssize_t n = ::send(fd_, p, size, MSG_NOSIGNAL);  // MSG_NOSIGNAL: EPIPE, not a process-killing SIGPIPE
+    const ssize_t n = ::send(fd_, p, size, flags);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (deadline && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!wait_for(fd_, POLLOUT, deadline)) {
+          throw SocketTimeout(std::string("timed out sending ") + what + " (" + std::to_string(total - size) +
+                              " of " + std::to_string(total) + " bytes sent; the peer is not reading)");
+        }
+        continue;
+      }
       if (errno == EPIPE || errno == ECONNRESET) {
         throw ConnectionClosed("connection closed by peer while sending", false);
       }
@@ -356,7 +367,7 @@ Listener Listener::listen(const Address& address, int backlog) {
   return l;
 }
 
-std::optional<Socket> Listener::accept(int wake_fd) {
+Listener::Accepted Listener::accept(int wake_fd) {
   for (;;) {
     pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     const int n = ::poll(fds, wake_fd >= 0 ? 2 : 1, -1);
@@ -364,21 +375,18 @@ std::optional<Socket> Listener::accept(int wake_fd) {
       if (errno == EINTR) continue;
       fail("poll", errno);
     }
-    if (wake_fd >= 0 && fds[1].revents != 0) return std::nullopt;
+    if (wake_fd >= 0 && fds[1].revents != 0) return {};
     if (fds[0].revents == 0) continue;
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       // The client gave up between poll and accept, or a transient shortage: keep serving.
       if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
-      if (errno == EMFILE || errno == ENFILE) {  // out of fds: back off rather than spin on poll
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        continue;
-      }
+      if (errno == EMFILE || errno == ENFILE) return {std::nullopt, errno};
       fail("accept", errno);
     }
     Socket s(fd);
     if (!bound_.is_unix) set_nodelay(fd);
-    return s;
+    return {std::move(s), 0};
   }
 }
 

@@ -235,11 +235,11 @@ ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length) {
   return arrays;
 }
 
-void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays) {
+void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays, const Deadline& deadline) {
   // One buffer and one send: frames are small next to the cost of a syscall
   // per array, and the copy keeps the socket code simple.
   const auto bytes = encode_frame(type, arrays);
-  socket.send_all(bytes.data(), bytes.size());
+  socket.send_all(bytes.data(), bytes.size(), deadline, frame_type_name(type));
 }
 
 FrameHeader read_header(Socket& socket, const Deadline& deadline) {

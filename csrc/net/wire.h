@@ -40,11 +40,14 @@
 //                  ended, not just a life)
 //   6 ERROR        either way: message uint8[n], utf-8 text (for an env
 //                  exception, its Python traceback). The connection stays up
-//                  after an env error; after a protocol error it is closed.
+//                  after an env error; after a protocol error, a deadline
+//                  or a refused connection it is closed.
 //   7 CLOSE        client -> server: no arrays; the server closes the connection
 //
 // A session: HELLO -> SPEC, then any number of RESET/STEP requests, each
 // answered by one STEP_RESULT or one ERROR, then CLOSE (or EOF).
+// A server over its connection limit answers the connection with ERROR and
+// closes it without reading.
 //
 // Limits (server side; every one is checked before anything is allocated):
 //   before the handshake ends only HELLO may come, of at most
@@ -55,6 +58,19 @@
 //   bytes arrive (from 256 KiB, doubling), so a header that declares a large
 //   payload costs nothing until the payload comes. Clients hold the server's
 //   frames to max_frame_bytes.
+//
+// Deadlines (server side, each configurable: EnvServerOptions,
+// `python -m beast.poly.env_server --handshake-timeout/--idle-timeout/
+// --send-timeout`):
+//   handshake_timeout (10 s): from accepting the connection until HELLO has
+//                  fully arrived
+//   idle_timeout   (600 s): from the end of one reply until the whole next
+//                  request has arrived
+//   send_timeout   (60 s): to send one whole frame (a client that stops
+//                  reading its replies)
+// When one passes the server sends ERROR saying which (best effort), logs it
+// and closes the connection. Clients bound the connect, the handshake and
+// each request (send and reply) by their own timeout.
 //
 // A malformed frame (bad magic, version, type, size, count or array) makes
 // the receiver close the connection; a server first sends an ERROR saying
@@ -147,7 +163,8 @@ ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length);
 FrameHeader read_header(Socket& socket, const Deadline& deadline);
 ArrayMap read_payload(Socket& socket, const FrameHeader& header, const Deadline& deadline);
 Frame read_frame(Socket& socket, std::uint64_t max_frame_bytes, const Deadline& deadline);
-void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays);
+// SocketTimeout if the frame is not all sent by `deadline`.
+void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays, const Deadline& deadline = std::nullopt);
 
 // `text` with every byte outside printable ASCII written as \xNN (and a
 // backslash as \\ unless `keep_backslash`): peer-chosen text in a log line

@@ -1,17 +1,20 @@
-"""Attacks on the env server over real sockets: memory, log lines; auth primitives.
+"""Attacks on the env server over real sockets: memory, fds, deadlines, log lines; auth primitives.
 
 Each test reproduces one attack against `python -m beast.poly.env_server` in its own process and
-checks the bound that stops it (csrc/net/wire.h, "Limits"; csrc/net/auth.h). No test asserts on
-how long anything took.
+checks the bound that stops it (csrc/net/wire.h, "Limits" and "Deadlines"; csrc/net/auth.h).
+Deadlines in these servers are set short; no test asserts on how long anything took.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+import resource
 import socket
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ import pytest
 
 from beast.poly import EnvClient
 from beast.poly._core import hmac_sha256
+from tests.conftest import wait_for
 from tests.poly.test_env_server import (DEADLINE_S, ERROR, HELLO, K, MAGIC, RESET, SPEC, STEP,
                                         VERSION, Server, array_body, frame, read_frame)
 
@@ -88,6 +92,89 @@ def test_oversized_and_packed_frames_leave_the_server_rss_near_its_baseline():
         assert grown < 32 * MIB, f"the server grew by {grown / MIB:.0f} MiB"
     finally:
         assert server.stop() == 0
+
+
+# --- 2. fds and connections ----------------------------------------------------------------
+
+
+def test_running_out_of_fds_is_logged_and_survived_once_the_attackers_leave():
+    limit = 64
+    lower = lambda: resource.setrlimit(  # noqa: E731
+        resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    server = Server("CartPole-v1", 2, "127.0.0.1:0", preexec_fn=lower)
+    try:
+        in_use = len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+        flood = [server.raw_socket() for _ in range(limit - in_use + 8)]  # silent: each holds an fd
+        server.wait_for_log("out of file descriptors")
+        for sock in flood:
+            sock.close()
+        assert served(server.address), "no new client was served after the attackers left"
+        server.wait_for_log("accepting connections")
+    finally:
+        assert server.stop() == 0
+
+
+def test_connections_over_the_limit_are_refused_and_served_again_once_some_leave():
+    server = Server("CartPole-v1", 2, "127.0.0.1:0", "--max-connections", "2")
+    try:
+        attackers = [server.raw_socket() for _ in range(2)]
+        with pytest.raises(RuntimeError, match=r"connection limit \(2 connections\)"):
+            EnvClient(server.address, timeout=DEADLINE_S)
+        server.wait_for_log("at the connection limit (2")
+        for sock in attackers:
+            sock.close()
+        assert wait_for(lambda: served(server.address), timeout=DEADLINE_S)
+        server.wait_for_log("below the connection limit again")
+    finally:
+        assert server.stop() == 0
+
+
+# --- 3. deadlines --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    """Short deadlines; a unix socket, whose small send buffer a client fills quickly by not reading."""
+    path = tmp_path_factory.mktemp("strict") / "env.sock"
+    s = Server("CartPole-v1", K, f"unix:{path}", "--handshake-timeout", "0.3", "--idle-timeout", "0.5",
+               "--send-timeout", "0.3")
+    yield s
+    assert s.stop() == 0
+
+
+def test_silent_and_slow_clients_are_cut_off_at_the_handshake_deadline(strict):
+    silent = strict.raw_socket()
+    slow = strict.raw_socket()
+    hello = frame(HELLO)
+    for i in range(len(hello) - 1):  # one byte per 0.05 s: the header would take 1 s
+        try:
+            slow.send(hello[i:i + 1])
+        except OSError:  # the server has already closed it
+            break
+        threading.Event().wait(0.05)
+    for sock in (silent, slow):
+        assert "handshake not complete within the handshake timeout (0.3 s)" in error_text(sock)
+        assert sock.recv(1) == b""
+    strict.wait_for_log("handshake not complete")
+    assert served(strict.address)
+
+
+def test_an_idle_client_is_cut_off(strict):
+    idle = strict.raw_socket()
+    handshake(idle)
+    assert "no complete request within the idle timeout (0.5 s)" in error_text(idle)
+    assert idle.recv(1) == b""
+
+
+def test_a_client_that_never_reads_its_replies_is_dropped_and_others_carry_on(strict):
+    greedy = strict.raw_socket()
+    handshake(greedy)
+    step = frame(STEP, {"action": np.zeros(K, np.int64)})
+    with pytest.raises(OSError):  # the server drops it while it is still sending
+        for _ in range(10**6):
+            greedy.sendall(step)
+    strict.wait_for_log("a reply not sent within the send timeout (0.3 s)")
+    assert served(strict.address)
 
 
 # --- 4. log injection ----------------------------------------------------------------------
