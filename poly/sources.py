@@ -166,9 +166,11 @@ class PolySource:
         self._logged = (0, 0)  # syncs and learner steps at the previous log row
         self._weight_bytes = 4 * sum(p.numel() for p in model.parameters())
         self._last_batch: dict[str, torch.Tensor] | None = None
+        # The servers started above read the same variable (they inherit the environment).
         self.pool = ActorPool(run.unroll_length, self.queue, self.batcher, connections,
                               seed=run.seed * 1_000_003 + generation * 7_919_993,
-                              core_state_shape=list(model.core_state_shape or ()))
+                              core_state_shape=list(model.core_state_shape or ()),
+                              auth_token=os.environ.get("BEAST_AUTH_TOKEN") or None)
         self.pool.start()
         self._closed = False
 

@@ -248,14 +248,15 @@ void write_entry(ArrayMap& unroll, std::int64_t t, const EnvStep& step, const Ar
 
 ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
                      std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
-                     Shape core_state_shape)
+                     Shape core_state_shape, std::string auth_token)
     : unroll_length_(unroll_length),
       queue_(learner_queue),
       batcher_(inference_batcher),
       addresses_(std::move(env_server_addresses)),
       seed_(seed),
       reply_timeout_(reply_timeout),
-      core_state_shape_(std::move(core_state_shape)) {
+      core_state_shape_(std::move(core_state_shape)),
+      auth_token_(std::move(auth_token)) {
   if (unroll_length_ < 1) {
     throw std::invalid_argument("ActorPool: unroll_length must be >= 1, got " + std::to_string(unroll_length_));
   }
@@ -340,7 +341,8 @@ void ActorPool::run(std::size_t index) {
 }
 
 void ActorPool::loop(std::size_t index) {
-  EnvClient client(addresses_[index], reply_timeout_);  // its destructor says CLOSE
+  // Its destructor says CLOSE.
+  EnvClient client(addresses_[index], reply_timeout_, kDefaultMaxFrameBytes, auth_token_);
   const EnvSpec spec = client.spec();
   check_spec(index, spec);
   const std::int64_t k = spec.num_envs;

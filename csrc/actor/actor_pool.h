@@ -73,9 +73,10 @@ class ActorPool {
   // makes every compute() carry "core_state" [K, *shape] f32, the state
   // entering the step (zeros at first), and expect the state entering the
   // next step back under the same key; unrolls record the entering state.
+  // `auth_token` (empty: none) answers servers that ask for one (EnvClient).
   ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
             std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
-            Shape core_state_shape = {});
+            Shape core_state_shape = {}, std::string auth_token = {});
   // close()
   ~ActorPool();
 
@@ -115,6 +116,7 @@ class ActorPool {
   const std::int64_t seed_;
   const Timeout reply_timeout_;
   const Shape core_state_shape_;  // empty: a feed-forward model
+  const std::string auth_token_;
 
   std::mutex join_mu_;     // held by close() while it joins, so a second close() waits too
   mutable std::mutex mu_;  // guards threads_, started_, closed_, error_, first_spec_

@@ -88,7 +88,8 @@ void bind_actor_pool(py::module_& m) {
   py::class_<ActorPool, PoolHolder>(m, "ActorPool", kPoolDoc)
       .def(py::init([](std::int64_t unroll_length, BatchingQueue& learner_queue, DynamicBatcher& inference_batcher,
                        std::vector<std::string> env_server_addresses, std::int64_t seed,
-                       std::optional<double> connect_timeout, std::vector<std::int64_t> core_state_shape) {
+                       std::optional<double> connect_timeout, std::vector<std::int64_t> core_state_shape,
+                       std::optional<std::string> auth_token) {
              Timeout timeout;
              if (connect_timeout) timeout = std::chrono::duration<double>(*connect_timeout);
              for (std::int64_t dim : core_state_shape) {
@@ -96,18 +97,20 @@ void bind_actor_pool(py::module_& m) {
              }
              return PoolHolder(new ActorPool(unroll_length, &learner_queue, &inference_batcher,
                                              std::move(env_server_addresses), seed, timeout,
-                                             Shape(core_state_shape.begin(), core_state_shape.end())));
+                                             Shape(core_state_shape.begin(), core_state_shape.end()),
+                                             auth_token.value_or("")));
            }),
            py::arg("unroll_length"), py::arg("learner_queue"), py::arg("inference_batcher"),
            py::arg("env_server_addresses"), py::arg("seed") = 0, py::arg("connect_timeout") = 30.0,
-           py::arg("core_state_shape") = std::vector<std::int64_t>{},
+           py::arg("core_state_shape") = std::vector<std::int64_t>{}, py::arg("auth_token") = py::none(),
            py::keep_alive<1, 3>(), py::keep_alive<1, 4>(),
            "unroll_length T >= 1; one thread per address (\"HOST:PORT\" or \"unix:/path\"); connection i "
            "resets with seed + i * K. connect_timeout (seconds; None: for ever) bounds the connect and each "
            "env reply. core_state_shape (a recurrent model's, e.g. [2, 1, H]; empty: none) adds "
            "\"core_state\" [K, *shape] f32 to every compute() (the state entering the step, zeros at "
            "first), expects the next step's state back under that key, and records the entering state "
-           "in the unroll. Nothing connects before start().")
+           "in the unroll. auth_token (None: none) answers env servers that ask for one. Nothing connects "
+           "before start().")
       .def("start", [](ActorPool& pool) {
         py::gil_scoped_release nogil;
         pool.start();

@@ -41,7 +41,9 @@ reason logged to stderr.
 The keyword options bound what a client can make the server hold (see
 csrc/net/wire.h): ``max_frame_bytes``, ``max_connections`` (one more is
 answered with an error and closed), ``handshake_timeout``, ``idle_timeout``
-and ``send_timeout`` (seconds; None: for ever).
+and ``send_timeout`` (seconds; None: for ever). With ``auth_token`` clients
+must prove the token by HMAC-SHA256 challenge-response before any env is
+made; a non-loopback address without one raises ValueError.
 
 Usage::
 
@@ -184,13 +186,15 @@ void bind_env_server(py::module_& m) {
   py::class_<PyEnvServer>(m, "EnvServer", kServerDoc)
       .def(py::init([](const std::string& address, py::object make_session, std::uint64_t max_frame_bytes,
                        std::int64_t max_connections, std::optional<double> handshake_timeout,
-                       std::optional<double> idle_timeout, std::optional<double> send_timeout) {
+                       std::optional<double> idle_timeout, std::optional<double> send_timeout,
+                       std::optional<std::string> auth_token) {
              EnvServerOptions options;
              options.max_frame_bytes = max_frame_bytes;
              options.max_connections = max_connections;
              options.handshake_timeout = to_timeout(handshake_timeout);
              options.idle_timeout = to_timeout(idle_timeout);
              options.send_timeout = to_timeout(send_timeout);
+             options.auth_token = auth_token.value_or("");
              return std::make_unique<PyEnvServer>(address, std::move(make_session), std::move(options));
            }),
            py::arg("address"), py::arg("make_session"), py::kw_only(),
@@ -199,8 +203,10 @@ void bind_env_server(py::module_& m) {
            py::arg("handshake_timeout") = seconds_of(EnvServerOptions{}.handshake_timeout),
            py::arg("idle_timeout") = seconds_of(EnvServerOptions{}.idle_timeout),
            py::arg("send_timeout") = seconds_of(EnvServerOptions{}.send_timeout),
+           py::arg("auth_token") = py::none(),
            "Bind `address` (\"HOST:PORT\", port 0 for a free port, or \"unix:/path\") and start serving. "
-           "Raises ConnectionError if it cannot bind, ValueError for a bad option.")
+           "Raises ConnectionError if it cannot bind, ValueError for a bad option or a non-loopback address "
+           "without auth_token.")
       .def_property_readonly("address", [](PyEnvServer& s) { return s.server().address(); },
                              "The bound address, e.g. \"127.0.0.1:43121\".")
       .def_property_readonly("num_connections", [](PyEnvServer& s) { return s.server().num_connections(); })

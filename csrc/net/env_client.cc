@@ -2,14 +2,33 @@
 
 #include <utility>
 
+#include "net/auth.h"
+
 namespace beast {
 
-EnvClient::EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes)
+EnvClient::EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes,
+                     const std::string& auth_token)
     : address_(address), timeout_(timeout), max_frame_bytes_(max_frame_bytes) {
   const Deadline deadline = deadline_after(timeout_, "EnvClient");
   socket_ = Socket::connect(Address::parse(address), deadline);
   write_frame(socket_, FrameType::kHello, {}, deadline);
   Frame frame = read_frame(socket_, max_frame_bytes_, deadline);
+  if (frame.type == FrameType::kChallenge) {
+    const std::uint8_t* nonce = fixed_bytes(frame.arrays, "nonce", kNonceBytes, "CHALLENGE");
+    if (nonce == nullptr) throw ProtocolError("env server " + address + " sent a CHALLENGE without a 'nonce'");
+    ArrayMap answer;
+    if (!auth_token.empty()) {
+      const Digest mac = auth_mac(auth_token, nonce);
+      answer.emplace("mac", bytes_array(mac.data(), mac.size()));
+    }
+    write_frame(socket_, FrameType::kAuth, answer, deadline);
+    frame = read_frame(socket_, max_frame_bytes_, deadline);
+    if (frame.type == FrameType::kError) {
+      throw AuthError("env server " + address + " refused this client: " + error_message(frame.arrays) +
+                      (auth_token.empty() ? " (this client has no token: pass auth_token or set BEAST_AUTH_TOKEN)"
+                                          : ""));
+    }
+  }
   if (frame.type == FrameType::kError) {
     throw RemoteError("env server " + address + ": " + error_message(frame.arrays));
   }

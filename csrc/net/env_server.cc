@@ -10,6 +10,8 @@
 #include <cstring>
 #include <utility>
 
+#include "net/auth.h"
+
 namespace beast {
 namespace {
 
@@ -114,7 +116,13 @@ EnvServer::EnvServer(const std::string& address, SessionFactory factory, EnvServ
   check_timeout(options_.handshake_timeout, "handshake_timeout");
   check_timeout(options_.idle_timeout, "idle_timeout");
   check_timeout(options_.send_timeout, "send_timeout");
-  listener_ = Listener::listen(Address::parse(address));
+  const Address where = Address::parse(address);
+  if (options_.auth_token.empty() && !is_loopback(where)) {
+    throw std::invalid_argument("refusing to serve on " + address +
+                                " without an auth token: it is not a loopback address, so set BEAST_AUTH_TOKEN "
+                                "(or --auth-token) on the server and its clients");
+  }
+  listener_ = Listener::listen(where);
   address_ = listener_.address().to_string();
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw SocketError("pipe2 failed");
@@ -244,15 +252,39 @@ void EnvServer::reap_finished() {
   for (auto& c : finished) c->thread.join();  // done: returns at once
 }
 
-void EnvServer::handshake(Socket& socket) {
+bool EnvServer::handshake(Socket& socket, const std::string& peer) {
   const Deadline deadline = deadline_after(options_.handshake_timeout, "EnvServer");
-  within("handshake not complete within the handshake timeout", options_.handshake_timeout,
-         [&] { return expect(socket, FrameType::kHello, deadline, "expected HELLO as the first frame"); });
+  const auto send = [&](FrameType type, const ArrayMap& arrays) {
+    within("a handshake frame not sent within the send timeout", options_.send_timeout,
+           [&] { write_frame(socket, type, arrays, deadline_after(options_.send_timeout, "EnvServer")); });
+  };
+  const auto read = [&](FrameType type, const char* expected) {
+    return within("handshake not complete within the handshake timeout", options_.handshake_timeout,
+                  [&] { return expect(socket, type, deadline, expected); });
+  };
+  read(FrameType::kHello, "expected HELLO as the first frame");
+  if (options_.auth_token.empty()) return true;  // a loopback or unix server without a token
+  std::uint8_t nonce[kNonceBytes];
+  random_bytes(nonce, sizeof(nonce));
+  send(FrameType::kChallenge, {{"nonce", bytes_array(nonce, sizeof(nonce))}});
+  const ArrayMap auth = read(FrameType::kAuth, "expected AUTH in reply to CHALLENGE");
+  for (const auto& entry : auth) {
+    if (entry.first != "mac") throw ProtocolError("AUTH may hold only 'mac', got '" + printable(entry.first) + "'");
+  }
+  const std::uint8_t* mac = fixed_bytes(auth, "mac", kMacBytes, "AUTH");
+  const Digest want = auth_mac(options_.auth_token, nonce);
+  if (mac != nullptr && constant_time_equal(mac, want.data(), want.size())) return true;
+  const std::string why = mac == nullptr ? "the client sent no token, and this server needs one"
+                                         : "wrong auth token";
+  log_line("refused " + peer + ": authentication failed (" + why + ")");
+  send(FrameType::kError, error_arrays("authentication failed: " + why +
+                                       " (set the same BEAST_AUTH_TOKEN for the server and its clients)"));
+  return false;
 }
 
 void EnvServer::converse(Socket& socket, const std::string& peer) {
-  handshake(socket);
-  std::unique_ptr<EnvSession> session;  // destroyed (its envs closed) on this thread, however this ends
+  if (!handshake(socket, peer)) return;  // refused: logged and told already
+  std::unique_ptr<EnvSession> session;   // destroyed (its envs closed) on this thread, however this ends
   EnvSpec spec;
   const auto send = [&](FrameType type, const ArrayMap& arrays) {
     within("a reply not sent within the send timeout", options_.send_timeout,

@@ -3,7 +3,10 @@
 // stepped as one batch), made by a factory when the client says HELLO.
 //
 // What flows through it, per connection:
-//   client HELLO        -> factory() -> session; server sends SPEC (session->spec())
+//   client HELLO        -> (with an auth token: CHALLENGE {nonce}, client AUTH
+//                          {mac}, checked; a wrong or missing MAC gets ERROR
+//                          and the connection is closed, no session made)
+//                       -> factory() -> session; server sends SPEC (session->spec())
 //   client RESET {seed} -> session->reset(arrays) -> STEP_RESULT {obs}
 //   client STEP {action}-> session->step(arrays)  -> STEP_RESULT {obs, reward, terminated, truncated
 //                                                                  [, game_over]}
@@ -28,7 +31,7 @@
 // connection's thread only, one call at a time; sessions of different
 // connections run concurrently (a Python session serialises itself on the
 // GIL, which it holds only inside its env calls). The factory is called from
-// connection threads, concurrently.
+// connection threads, concurrently, and only for authenticated clients.
 // num_connections() may be called from any thread. close() (or the
 // destructor) may be called from any thread except a connection thread: it
 // stops accepting, wakes every connection, joins every thread and destroys
@@ -80,13 +83,17 @@ struct EnvServerOptions {
   Timeout handshake_timeout = std::chrono::seconds(10);
   Timeout idle_timeout = std::chrono::seconds(600);
   Timeout send_timeout = std::chrono::seconds(60);
+  // The shared secret clients must prove (empty: none). Required to bind a
+  // non-loopback address.
+  std::string auth_token;
 };
 
 class EnvServer {
  public:
   // Binds `address` ("HOST:PORT", port 0 for a free one, or "unix:/path")
   // and starts accepting. Throws SocketError if it cannot bind, and
-  // std::invalid_argument for a bad option.
+  // std::invalid_argument for a bad option or a non-loopback address
+  // without an auth token.
   EnvServer(const std::string& address, SessionFactory factory, EnvServerOptions options = {});
   ~EnvServer();
   EnvServer(const EnvServer&) = delete;
@@ -114,10 +121,11 @@ class EnvServer {
   // Waits up to `ms` for the wake pipe, then empties it.
   void wait_for_wake(int ms);
   // Connection threads: serve() runs converse() (handshake, session,
-  // requests), reports how it ended and releases the fd.
+  // requests), reports how it ended and releases the fd; handshake() is
+  // false when the client failed to authenticate and was told so.
   void serve(Connection& connection);
   void converse(Socket& socket, const std::string& peer);
-  void handshake(Socket& socket);
+  bool handshake(Socket& socket, const std::string& peer);
   // Any thread: makes the accept thread look at closing_ and finished connections.
   void wake();
 

@@ -314,6 +314,27 @@ std::string Socket::peer_name() const {
   return sockaddr_string(ss);
 }
 
+bool is_loopback(const Address& address) {
+  if (address.is_unix) return true;
+  AddrInfo info;
+  resolve(address, true, info);
+  bool any = false;
+  for (addrinfo* ai = info.list; ai != nullptr; ai = ai->ai_next) {
+    any = true;
+    if (ai->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(ai->ai_addr);
+      if ((ntohl(in->sin_addr.s_addr) >> 24) != 127) return false;
+    } else if (ai->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
+      const bool mapped_loopback = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+      if (!IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) && !mapped_loopback) return false;
+    } else {
+      return false;
+    }
+  }
+  return any;
+}
+
 Listener::Listener(Listener&& other) noexcept : fd_(std::exchange(other.fd_, -1)), bound_(std::move(other.bound_)) {}
 
 Listener& Listener::operator=(Listener&& other) noexcept {

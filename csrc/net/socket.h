@@ -144,6 +144,11 @@ class Socket {
   std::size_t buffer_end_ = 0;
 };
 
+// Whether every address `address` names is a loopback one (127.0.0.0/8,
+// ::1, ::ffff:127.0.0.0/104) or a unix socket: what only this machine can
+// reach. 0.0.0.0 and :: are not. Throws SocketError if it cannot resolve.
+bool is_loopback(const Address& address);
+
 class Listener {
  public:
   // Binds and listens. A unix path that exists as a stale socket file is

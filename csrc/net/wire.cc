@@ -79,6 +79,8 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kStepResult: return "STEP_RESULT";
     case FrameType::kError: return "ERROR";
     case FrameType::kClose: return "CLOSE";
+    case FrameType::kChallenge: return "CHALLENGE";
+    case FrameType::kAuth: return "AUTH";
   }
   return "UNKNOWN";
 }
@@ -163,8 +165,8 @@ FrameHeader decode_header(const std::uint8_t* header) {
                         std::to_string(kWireVersion) + ")");
   }
   const auto type = get<std::uint32_t>(header + 8);
-  if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > static_cast<std::uint32_t>(FrameType::kClose)) {
-    throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1..7)");
+  if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > static_cast<std::uint32_t>(FrameType::kAuth)) {
+    throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1..9)");
   }
   return {static_cast<FrameType>(type), get<std::uint64_t>(header + 12)};
 }

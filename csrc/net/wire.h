@@ -7,7 +7,7 @@
 //
 // Frame = header (20 bytes) + payload (`length` bytes):
 //   offset 0   4 bytes  magic  "BNET" (0x42 0x4E 0x45 0x54)
-//          4   u32      protocol version, kWireVersion (= 1); any other is refused
+//          4   u32      protocol version, kWireVersion (= 2); any other is refused
 //          8   u32      frame type (below)
 //         12   u64      payload length; refused BEFORE anything is allocated
 //                       if over the limit for that frame type (see Limits)
@@ -24,7 +24,16 @@
 //
 // Frame types and their arrays ("K" = num_envs, "[]" = scalar):
 //   1 HELLO        client -> server, first frame; no arrays
-//   2 SPEC         server -> client, the reply to HELLO:
+//   8 CHALLENGE    server -> client, the reply to HELLO when the server has
+//                  an auth token: nonce uint8[32], fresh random bytes
+//   9 AUTH         client -> server, the reply to CHALLENGE:
+//                    mac uint8[32] = HMAC-SHA256(key = the token's bytes,
+//                                    message = "beast env auth v2" + one 0
+//                                    byte + the 32 nonce bytes)
+//                  or no arrays when the client has no token (the server
+//                  then answers ERROR saying a token is needed)
+//   2 SPEC         server -> client, the reply to HELLO (no token) or to a
+//                  correct AUTH:
 //                    observation_shape int64[ndim]  (per env)
 //                    observation_dtype uint8[]      (a dtype code)
 //                    action_shape      int64[ndim]  (per env; [] shape for Discrete)
@@ -40,17 +49,23 @@
 //                  ended, not just a life)
 //   6 ERROR        either way: message uint8[n], utf-8 text (for an env
 //                  exception, its Python traceback). The connection stays up
-//                  after an env error; after a protocol error, a deadline
-//                  or a refused connection it is closed.
+//                  after an env error; after a protocol error, a failed
+//                  AUTH, a deadline or a refused connection it is closed.
 //   7 CLOSE        client -> server: no arrays; the server closes the connection
 //
-// A session: HELLO -> SPEC, then any number of RESET/STEP requests, each
-// answered by one STEP_RESULT or one ERROR, then CLOSE (or EOF).
+// A session: HELLO -> [CHALLENGE -> AUTH ->] SPEC, then any number of
+// RESET/STEP requests, each answered by one STEP_RESULT or one ERROR, then
+// CLOSE (or EOF). A server with a token sends CHALLENGE and needs a correct
+// AUTH before it makes any environment; a wrong or missing MAC gets ERROR
+// and the connection is closed. Servers refuse to bind a non-loopback
+// address without a token; a loopback or unix server without one skips the
+// challenge (its clients count as authenticated). Env tracebacks only ever
+// reach authenticated clients: nothing runs env code before the handshake.
 // A server over its connection limit answers the connection with ERROR and
 // closes it without reading.
 //
 // Limits (server side; every one is checked before anything is allocated):
-//   before the handshake ends only HELLO may come, of at most
+//   before the handshake ends only HELLO, then AUTH, may come, each at most
 //   kMaxControlFrameBytes (4 KiB); afterwards RESET and CLOSE are held to the
 //   same, STEP to the bytes of a correct action for the spec plus 4 KiB (and
 //   to max_frame_bytes, default 64 MiB). Any other frame type from a client
@@ -62,8 +77,8 @@
 // Deadlines (server side, each configurable: EnvServerOptions,
 // `python -m beast.poly.env_server --handshake-timeout/--idle-timeout/
 // --send-timeout`):
-//   handshake_timeout (10 s): from accepting the connection until HELLO has
-//                  fully arrived
+//   handshake_timeout (10 s): from accepting the connection until HELLO (and
+//                  AUTH) have fully arrived
 //   idle_timeout   (600 s): from the end of one reply until the whole next
 //                  request has arrived
 //   send_timeout   (60 s): to send one whole frame (a client that stops
@@ -93,7 +108,7 @@
 
 namespace beast {
 
-constexpr std::uint32_t kWireVersion = 1;
+constexpr std::uint32_t kWireVersion = 2;
 constexpr char kWireMagic[4] = {'B', 'N', 'E', 'T'};
 constexpr std::size_t kFrameHeaderBytes = 20;
 constexpr std::uint64_t kDefaultMaxFrameBytes = 64ull << 20;
@@ -110,6 +125,8 @@ enum class FrameType : std::uint32_t {
   kStepResult = 5,
   kError = 6,
   kClose = 7,
+  kChallenge = 8,
+  kAuth = 9,
 };
 
 const char* frame_type_name(FrameType type);
@@ -178,8 +195,11 @@ EnvSpec decode_spec(const ArrayMap& arrays);  // ProtocolError if a key is missi
 ArrayMap error_arrays(const std::string& message);
 // The message, with control characters other than newline and tab escaped.
 std::string error_message(const ArrayMap& arrays);
-// A uint8[n] array of `bytes`.
+// A uint8[n] array of `bytes`, and back: the bytes of arrays[key] if it is
+// uint8[n], nullptr if there is no `key`; ProtocolError (naming `frame`) if
+// it has another dtype or shape.
 Array bytes_array(const std::uint8_t* bytes, std::size_t n);
+const std::uint8_t* fixed_bytes(const ArrayMap& arrays, const std::string& key, std::size_t n, const char* frame);
 Array scalar_int64(std::int64_t value);
 
 }  // namespace beast

@@ -1,4 +1,4 @@
-// The fixed frames' arrays (SPEC, ERROR), declared in net/wire.h.
+// The fixed frames' arrays (SPEC, ERROR, CHALLENGE/AUTH bytes), declared in net/wire.h.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -101,6 +101,17 @@ Array bytes_array(const std::uint8_t* bytes, std::size_t n) {
   Array a = Array::empty(DType::kUInt8, {static_cast<std::int64_t>(n)});
   if (n > 0) std::memcpy(a.data(), bytes, n);
   return a;
+}
+
+const std::uint8_t* fixed_bytes(const ArrayMap& arrays, const std::string& key, std::size_t n, const char* frame) {
+  const auto it = arrays.find(key);
+  if (it == arrays.end()) return nullptr;
+  const Shape expected{static_cast<std::int64_t>(n)};
+  if (it->second.dtype() != DType::kUInt8 || it->second.shape() != expected) {
+    throw ProtocolError(std::string(frame) + " frame: '" + key + "' must be uint8 " + shape_string(expected) +
+                        ", got " + dtype_name(it->second.dtype()) + " " + shape_string(it->second.shape()));
+  }
+  return static_cast<const std::uint8_t*>(it->second.data());
 }
 
 }  // namespace beast

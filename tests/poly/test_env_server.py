@@ -31,8 +31,8 @@ FAULTY = "tests.envs.counting_env:Faulty-v0"
 
 # --- the wire format, from csrc/net/wire.h --------------------------------------------
 
-MAGIC, VERSION = b"BNET", 1
-HELLO, SPEC, RESET, STEP, STEP_RESULT, ERROR, CLOSE = range(1, 8)
+MAGIC, VERSION = b"BNET", 2
+HELLO, SPEC, RESET, STEP, STEP_RESULT, ERROR, CLOSE, CHALLENGE, AUTH = range(1, 10)
 CODES = {np.dtype(t): c for c, t in enumerate(
     [np.bool_, np.int8, np.uint8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64])}
 DTYPES = {c: t for t, c in CODES.items()}
@@ -230,7 +230,7 @@ def tampered_array(code: int = 7, dims=(2, 2), nbytes: int = 16, data: bytes = b
 MALFORMED = {
     "short header": (MAGIC + b"\1\0", "while reading a frame header (6 of 20 bytes"),
     "wrong magic": (frame(HELLO, magic=b"HTTP"), "bad magic bytes 48 54 54 50"),
-    "wrong version": (frame(HELLO, version=2), "unsupported protocol version 2"),
+    "wrong version": (frame(HELLO, version=1), "unsupported protocol version 1"),
     "unknown frame type": (frame(99), "unknown frame type 99"),
     "oversized length": (frame(STEP, length=1 << 40), "exceeds the maximum frame size"),
     "too many arrays": (frame(RESET, body=struct.pack("<I", 1 << 30)), "array count 1073741824 exceeds the limit 64"),

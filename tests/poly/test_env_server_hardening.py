@@ -1,4 +1,4 @@
-"""Attacks on the env server over real sockets: memory, fds, deadlines, log lines; auth primitives.
+"""Attacks on the env server over real sockets: memory, fds, deadlines, log lines, auth.
 
 Each test reproduces one attack against `python -m beast.poly.env_server` in its own process and
 checks the bound that stops it (csrc/net/wire.h, "Limits" and "Deadlines"; csrc/net/auth.h).
@@ -14,18 +14,23 @@ import re
 import resource
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from beast.poly import EnvClient
+from beast.poly import EnvClient, EnvServer
 from beast.poly._core import hmac_sha256
-from tests.conftest import wait_for
-from tests.poly.test_env_server import (DEADLINE_S, ERROR, HELLO, K, MAGIC, RESET, SPEC, STEP,
-                                        VERSION, Server, array_body, frame, read_frame)
+from tests.conftest import REPO, beast_env, wait_for
+from tests.poly.test_env_server import (AUTH, CHALLENGE, DEADLINE_S, ERROR, FAULTY, HELLO, K, MAGIC,
+                                        RESET, SPEC, STEP, VERSION, Server, array_body, frame,
+                                        read_frame)
 
+TOKEN = "correct horse battery staple"
+AUTH_CONTEXT = b"beast env auth v2\0"
 MIB = 1 << 20
 
 
@@ -197,7 +202,7 @@ def test_client_chosen_names_are_logged_escaped_on_one_line():
         assert server.stop() == 0
 
 
-# --- 5. authentication: the primitives ------------------------------------------------------
+# --- 5. authentication ---------------------------------------------------------------------
 
 RFC_4231 = [  # (key, data, HMAC-SHA-256), test cases 1-7; case 5 is truncated to 128 bits
     (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
@@ -225,3 +230,141 @@ def test_hmac_sha256_matches_pythons_around_block_boundaries():
     for size in [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000]:
         key, data = rng.bytes(size % 97), rng.bytes(size)
         assert hmac_sha256(key, data) == hmac.new(key, data, hashlib.sha256).digest(), size
+
+
+def test_a_non_loopback_address_without_a_token_refuses_to_start():
+    environ = beast_env()
+    environ.pop("BEAST_AUTH_TOKEN", None)
+    proc = subprocess.run([sys.executable, "-m", "beast.poly.env_server", "--env", "CartPole-v1",
+                           "--address", "0.0.0.0:0"], cwd=REPO, env=environ, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and "without an auth token" in proc.stderr
+    with pytest.raises(ValueError, match="without an auth token"):
+        EnvServer("[::]:0", lambda: None)
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    """A server on every interface, with a token from the environment, hosting envs that fail."""
+    s = Server(FAULTY, 2, "0.0.0.0:0", env={"BEAST_AUTH_TOKEN": TOKEN})
+    s.local = "127.0.0.1:" + s.address.rsplit(":", 1)[1]
+    yield s
+    assert s.stop() == 0
+
+
+def test_wrong_or_missing_tokens_are_refused_without_disturbing_others(guarded):
+    good = EnvClient(guarded.local, timeout=DEADLINE_S, auth_token=TOKEN)
+    good.reset(seed=0)
+    with pytest.raises(PermissionError, match="authentication failed: wrong auth token") as wrong:
+        EnvClient(guarded.local, timeout=DEADLINE_S, auth_token="not the token")
+    with pytest.raises(PermissionError, match="sent no token.*this client has no token") as missing:
+        EnvClient(guarded.local, timeout=DEADLINE_S)
+    guarded.wait_for_log("authentication failed (wrong auth token)")
+    for refused in (wrong, missing):
+        assert "Traceback" not in str(refused.value)
+    with pytest.raises(RuntimeError, match="faulty env") as failed:  # Faulty-v0 raises after 50 steps
+        for _ in range(100):
+            good.step(np.zeros(2, np.int64))
+    assert "Traceback (most recent call last)" in str(failed.value)  # only for an authenticated client
+    good.close()
+
+
+def test_raw_challenge_response_matches_the_documented_format(guarded):
+    host, port = guarded.local.rsplit(":", 1)
+    macs = []
+    for _ in range(2):
+        with socket.create_connection((host, int(port)), timeout=DEADLINE_S) as sock:
+            sock.sendall(frame(HELLO))
+            type_, challenge = read_frame(sock)
+            assert type_ == CHALLENGE and challenge["nonce"].dtype == np.uint8
+            nonce = challenge["nonce"].tobytes()
+            assert len(nonce) == 32
+            if macs:  # a MAC seen on the wire is worthless for the next connection
+                sock.sendall(frame(AUTH, {"mac": np.frombuffer(macs[0], np.uint8)}))
+                assert "wrong auth token" in error_text(sock)
+            else:
+                macs.append(hmac.new(TOKEN.encode(), AUTH_CONTEXT + nonce, hashlib.sha256).digest())
+                sock.sendall(frame(AUTH, {"mac": np.frombuffer(macs[0], np.uint8)}))
+                assert read_frame(sock)[0] == SPEC
+
+
+def test_the_client_proves_the_token_without_sending_it():
+    listener = socket.create_server(("127.0.0.1", 0))
+    nonce, received = bytes(range(32)), bytearray()
+
+    def fake_server():
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(DEADLINE_S)
+            received.extend(conn.recv(24))  # HELLO
+            conn.sendall(frame(CHALLENGE, {"nonce": np.frombuffer(nonce, np.uint8)}))
+            while len(received) < 24 + 20 + 4 + 2 + 3 + 2 + 8 + 8 + 32:  # AUTH {mac: uint8[32]}
+                received.extend(conn.recv(4096))
+            conn.sendall(frame(ERROR, {"message": np.frombuffer(b"authentication failed: test", np.uint8)}))
+
+    thread = threading.Thread(target=fake_server, daemon=True)
+    thread.start()
+    with pytest.raises(PermissionError, match="authentication failed: test"):
+        EnvClient(f"127.0.0.1:{listener.getsockname()[1]}", timeout=DEADLINE_S, auth_token=TOKEN)
+    thread.join(DEADLINE_S)
+    listener.close()
+    assert TOKEN.encode() not in received
+    assert received.endswith(hmac.new(TOKEN.encode(), AUTH_CONTEXT + nonce, hashlib.sha256).digest())
+
+
+def test_remote_vector_env_and_actor_pool_pass_the_token(guarded, monkeypatch):
+    from beast.poly import ActorPool, BatchingQueue, DynamicBatcher
+    from beast.poly.remote_env import RemoteVectorEnv
+    from tests.poly.test_actor_pool import Inference
+
+    remote = RemoteVectorEnv([guarded.local], auth_token=TOKEN)
+    assert remote.reset(seed=0)[0].shape == (2, 4)
+    remote.close()
+    monkeypatch.setenv("BEAST_AUTH_TOKEN", TOKEN)
+    remote = RemoteVectorEnv([guarded.local])  # the token from the environment
+    assert remote.reset(seed=0)[0].shape == (2, 4)
+    remote.close()
+
+    for token, works in ((TOKEN, True), ("not the token", False)):
+        queue, batcher = BatchingQueue(4, batch_dim=1, stack=False), DynamicBatcher()
+        inference = Inference(batcher, 2)
+        pool = ActorPool(3, queue, batcher, [guarded.local], seed=0, auth_token=token)
+        pool.start()
+        try:
+            if works:
+                assert queue.dequeue(1, 1, timeout=DEADLINE_S)["obs"].shape == (4, 2, 4)
+            else:
+                assert wait_for(lambda: pool.error is not None, timeout=DEADLINE_S)
+                assert "authentication failed: wrong auth token" in pool.error
+        finally:
+            batcher.close()
+            pool.close()
+            queue.close()
+            inference.thread.join(DEADLINE_S)
+
+
+def test_the_launcher_hands_its_token_to_the_servers_it_starts_and_to_the_pool(monkeypatch):
+    from beast.config import Config, EnvConfig, PolyConfig, RunConfig
+    from beast.envs import make_vector_env
+    from beast.models import PolicyValueMLP
+    from beast.poly.sources import PolySource
+    from tests.conftest import COUNTING
+
+    monkeypatch.setenv("PYTHONPATH", beast_env()["PYTHONPATH"])  # the server imports tests.*
+    monkeypatch.setenv("BEAST_AUTH_TOKEN", TOKEN)
+    config = Config(env=EnvConfig(env=COUNTING, num_envs=2), run=RunConfig(num_actors=1, unroll_length=3),
+                    poly=PolyConfig(num_servers=1))
+    envs = make_vector_env(COUNTING, 2)
+    model = PolicyValueMLP((2,), 3, (8,))
+    source = PolySource(config, model, envs.single_observation_space, envs.single_action_space,
+                        generation=0, log=lambda text: None)
+    try:
+        from beast.learner import Learner
+
+        source.publish_weights(Learner(model, config.loss, config.optim, 10**6))
+        assert wait_for(lambda: source.next_batch(timeout=0.5) is not None, timeout=30)
+        with pytest.raises(PermissionError, match="sent no token"):  # the server asks for it
+            EnvClient(source.servers[0].address, timeout=DEADLINE_S)
+    finally:
+        source.close()
