@@ -117,10 +117,19 @@ class EnvServer:
     ``close()``. C++ threads do all socket I/O without the GIL and take it only for those calls.
     A Python exception there reaches that client as an ERROR carrying its traceback; a malformed
     frame closes that connection only (reason logged to stderr).
+
+    The options bound what clients can make it hold (csrc/net/wire.h): frame size, connections
+    served at once (one more is refused with an error), and deadlines in seconds (None: for ever)
+    for the handshake, for each next request, and for sending each reply. With ``auth_token``,
+    clients must prove the token (HMAC-SHA256 over a fresh nonce) before any env is made.
     """
 
-    def __init__(self, address: str, make_session: Callable[[], object], *, max_frame_bytes: int = ...) -> None:
-        """Bind ``"HOST:PORT"`` (port 0: a free port) or ``"unix:/path"``; ConnectionError if it cannot."""
+    def __init__(self, address: str, make_session: Callable[[], object], *, max_frame_bytes: int = ...,
+                 max_connections: int = 128, handshake_timeout: float | None = 10.0,
+                 idle_timeout: float | None = 600.0, send_timeout: float | None = 60.0,
+                 auth_token: str | None = None) -> None:
+        """Bind ``"HOST:PORT"`` (port 0: a free port) or ``"unix:/path"``; ConnectionError if it cannot,
+        ValueError for a bad option or a non-loopback address without ``auth_token``."""
     @property
     def address(self) -> str:
         """The bound address, e.g. ``"127.0.0.1:43121"``."""
@@ -134,13 +143,15 @@ class EnvServer:
 class EnvClient:
     """Blocking client of an env server: K environments stepped as one batch.
 
-    ``timeout`` (seconds; None: for ever) bounds the connect and each reply. An env exception
-    on the server raises RuntimeError with its traceback (the client stays usable); a dead or
-    unreachable server raises ConnectionError, a slow one TimeoutError, and after either the
-    client is closed.
+    ``timeout`` (seconds; None: for ever) bounds the connect and handshake and each request. An
+    env exception on the server raises RuntimeError with its traceback (the client stays usable);
+    a dead or unreachable server raises ConnectionError, a slow one TimeoutError, and after either
+    the client is closed. ``auth_token`` answers a server that asks for one (the token is never
+    sent); a server that refuses it (wrong, or none given) raises PermissionError.
     """
 
-    def __init__(self, address: str, timeout: float | None = 30.0, *, max_frame_bytes: int = ...) -> None: ...
+    def __init__(self, address: str, timeout: float | None = 30.0, *, max_frame_bytes: int = ...,
+                 auth_token: str | None = None) -> None: ...
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         """Reset all K envs (env i gets ``seed + i``); returns ``{"obs": [K, ...]}``."""
     def step(self, actions: np.ndarray) -> dict[str, np.ndarray]:
@@ -201,10 +212,10 @@ class ActorPool:
     def __init__(self, unroll_length: int, learner_queue: BatchingQueue, inference_batcher: DynamicBatcher,
                  env_server_addresses: list[str], seed: int = 0, connect_timeout: float | None = 30.0,
                  *, agent_spec: dict[str, tuple[np.dtype, list[int]]], action_key: str,
-                 state_keys: list[str] = ...) -> None:
+                 state_keys: list[str] = ..., auth_token: str | None = None) -> None:
         """Nothing connects before ``start()``; ``connect_timeout`` also bounds each env reply.
         ValueError when ``agent_spec`` lacks ``action_key`` or a state key, or a key clashes
-        with the env half."""
+        with the env half. ``auth_token`` answers env servers that ask for one."""
     def start(self) -> None:
         """Spawn one thread per address. Idempotent; RuntimeError after ``close()``."""
     def close(self) -> None:
@@ -229,3 +240,6 @@ class ActorPool:
     def unroll_length(self) -> int: ...
     @property
     def addresses(self) -> list[str]: ...
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 (32 bytes), as the env server's handshake computes it (csrc/net/auth.h)."""

@@ -16,6 +16,12 @@ client connection here).
 
 It prints the bound address on one line of stdout (so a launcher can ask for port 0) and serves
 until SIGTERM or SIGINT, then closes every connection and exits 0.
+
+A non-loopback address (0.0.0.0, ::, a host's own address) needs a shared token, from
+BEAST_AUTH_TOKEN or --auth-token (the variable is better: a flag shows in `ps`); without one the
+server refuses to start (exit 2). Clients prove the token by challenge-response (csrc/net/wire.h)
+with the same variable (RemoteVectorEnv, the launcher) or `auth_token=`. --max-connections and the
+--handshake-timeout / --idle-timeout / --send-timeout deadlines bound what clients can hold.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from beast.envs.make import check_env_config, make_vector_env_from_config
 from beast.poly._core import EnvServer
 
 DEFAULT_ADDRESS = "127.0.0.1:0"
+AUTH_TOKEN_ENV = "BEAST_AUTH_TOKEN"
 
 
 class VectorEnvSession:
@@ -72,10 +79,20 @@ class VectorEnvSession:
 
 
 def serve(env_config: EnvConfig, address: str = DEFAULT_ADDRESS,
-          max_frame_bytes: int | None = None) -> EnvServer:
-    """Start serving `env_config.num_envs` envs per connection; the caller closes it."""
+          max_frame_bytes: int | None = None, *, max_connections: int | None = None,
+          handshake_timeout: float | None = None, idle_timeout: float | None = None,
+          send_timeout: float | None = None, auth_token: str | None = None) -> EnvServer:
+    """Start serving `env_config.num_envs` envs per connection; the caller closes it.
+
+    Options left None take the C++ server's defaults (csrc/net/env_server.h); timeouts are in
+    seconds (math.inf: none). `auth_token` None or empty means no token, which only a loopback or
+    unix address allows (ValueError otherwise).
+    """
     check_env_config(env_config)  # an unknown id fails here, not at the first client
-    kwargs = {} if max_frame_bytes is None else {"max_frame_bytes": max_frame_bytes}
+    options = dict(max_frame_bytes=max_frame_bytes, max_connections=max_connections,
+                   handshake_timeout=handshake_timeout, idle_timeout=idle_timeout,
+                   send_timeout=send_timeout, auth_token=auth_token or None)
+    kwargs = {key: value for key, value in options.items() if value is not None}
     return EnvServer(address, lambda: VectorEnvSession(env_config), **kwargs)
 
 
@@ -91,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--net-spin-us", type=int, default=None,
                         help="microseconds a socket read busy-polls before blocking (default 100; "
                              "0: off); the BEAST_NET_SPIN_US variable overrides it")
+    server.add_argument("--max-connections", type=int, default=None,
+                        help="clients served at once; more are refused (default 128)")
+    server.add_argument("--handshake-timeout", type=float, default=None,
+                        help="seconds for a new client to say HELLO (and prove the token); default 10")
+    server.add_argument("--idle-timeout", type=float, default=None,
+                        help="seconds a client may take over its next request; default 600")
+    server.add_argument("--send-timeout", type=float, default=None,
+                        help="seconds to send one reply to a client that is not reading; default 60")
+    server.add_argument("--auth-token", default=None,
+                        help=f"shared token clients must prove (default ${AUTH_TOKEN_ENV}, which is "
+                             "better: a flag shows in ps); required for a non-loopback address")
     args = parser.parse_args(argv)
     try:
         env_config = group_from_args(EnvConfig, args)
@@ -105,7 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = serve(env_config, args.address, args.max_frame_bytes)
+    try:
+        server = serve(env_config, args.address, args.max_frame_bytes,
+                       max_connections=args.max_connections,
+                       handshake_timeout=args.handshake_timeout, idle_timeout=args.idle_timeout,
+                       send_timeout=args.send_timeout,
+                       auth_token=args.auth_token or os.environ.get(AUTH_TOKEN_ENV))
+    except ValueError as exc:  # a bad option, or a non-loopback address without a token
+        print(f"beast env server: {exc}", file=sys.stderr)
+        return 2
     try:
         print(server.address, flush=True)
         while not stop.wait(0.5):  # a bounded wait, so the signal handler gets to run

@@ -9,11 +9,13 @@ Each address is one env server connection hosting K_i environments
 (`python -m beast.poly.env_server --env Acrobot-v1 --num-envs 4 --address HOST:PORT`); the
 vector env's environments are those of every connection, in address order. Seeding matches
 Gymnasium's: `reset(seed=s)` gives environment i the seed s + i, so a remote run reproduces a
-local `SyncVectorEnv` run exactly. Autoreset is next-step, as in local vector envs.
+local `SyncVectorEnv` run exactly. Autoreset is next-step, as in local vector envs. Servers that
+need a token get `auth_token`, or else $BEAST_AUTH_TOKEN.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -45,10 +47,11 @@ class RemoteVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, addresses: Sequence[str], env_id: str | None = None,
-                 timeout: float | None = 30.0) -> None:
+                 timeout: float | None = 30.0, auth_token: str | None = None) -> None:
         if not addresses:
             raise ValueError("RemoteVectorEnv needs at least one env server address")
-        self.clients = [EnvClient(address, timeout) for address in addresses]
+        token = auth_token or os.environ.get("BEAST_AUTH_TOKEN") or None
+        self.clients = [EnvClient(address, timeout, auth_token=token) for address in addresses]
         self._bounds = np.cumsum([0] + [c.num_envs for c in self.clients])
         self.num_envs = int(self._bounds[-1])
         if env_id is not None:

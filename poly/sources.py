@@ -170,7 +170,9 @@ class PolySource:
                               seed=run.seed * 1_000_003 + generation * 7_919_993,
                               agent_spec={k: (f.dtype, list(f.shape)) for k, f in agent.items()},
                               action_key="action",
-                              state_keys=[CORE_STATE] if CORE_STATE in agent else [])
+                              state_keys=[CORE_STATE] if CORE_STATE in agent else [],
+                              # the servers started above inherit the same variable
+                              auth_token=os.environ.get("BEAST_AUTH_TOKEN") or None)
         self.pool.start()
         self._closed = False
 

@@ -233,7 +233,8 @@ void write_entry(ArrayMap& unroll, std::int64_t t, const EnvStep& step, const Ar
 
 ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
                      std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
-                     AgentSpec agent_spec, std::string action_key, std::vector<std::string> state_keys)
+                     AgentSpec agent_spec, std::string action_key, std::vector<std::string> state_keys,
+                     std::string auth_token)
     : unroll_length_(unroll_length),
       queue_(learner_queue),
       batcher_(inference_batcher),
@@ -242,7 +243,8 @@ ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, D
       reply_timeout_(reply_timeout),
       agent_spec_(std::move(agent_spec)),
       action_key_(std::move(action_key)),
-      state_keys_(std::move(state_keys)) {
+      state_keys_(std::move(state_keys)),
+      auth_token_(std::move(auth_token)) {
   if (unroll_length_ < 1) {
     throw std::invalid_argument("ActorPool: unroll_length must be >= 1, got " + std::to_string(unroll_length_));
   }
@@ -349,7 +351,8 @@ void ActorPool::run(std::size_t index) {
 }
 
 void ActorPool::loop(std::size_t index) {
-  EnvClient client(addresses_[index], reply_timeout_);  // its destructor says CLOSE
+  // Its destructor says CLOSE.
+  EnvClient client(addresses_[index], reply_timeout_, kDefaultMaxFrameBytes, auth_token_);
   const EnvSpec spec = client.spec();
   check_spec(index, spec);
   const std::int64_t k = spec.num_envs;

@@ -74,10 +74,12 @@ class ActorPool {
   // envs with seed + i * K (env j gets seed + i * K + j). `reply_timeout`
   // bounds the connect and every env reply (std::nullopt: for ever).
   // `agent_spec` must hold `action_key` and every key of `state_keys` (see the
-  // file comment); std::invalid_argument otherwise.
+  // file comment); std::invalid_argument otherwise. `auth_token` (empty: none)
+  // answers servers that ask for one (EnvClient).
   ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
             std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
-            AgentSpec agent_spec, std::string action_key, std::vector<std::string> state_keys = {});
+            AgentSpec agent_spec, std::string action_key, std::vector<std::string> state_keys = {},
+            std::string auth_token = {});
   // close()
   ~ActorPool();
 
@@ -119,6 +121,7 @@ class ActorPool {
   const AgentSpec agent_spec_;
   const std::string action_key_;
   const std::vector<std::string> state_keys_;
+  const std::string auth_token_;
 
   std::mutex join_mu_;     // held by close() while it joins, so a second close() waits too
   mutable std::mutex mu_;  // guards threads_, started_, closed_, error_, first_spec_

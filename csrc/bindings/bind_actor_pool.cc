@@ -94,7 +94,7 @@ void bind_actor_pool(py::module_& m) {
       .def(py::init([](std::int64_t unroll_length, BatchingQueue& learner_queue, DynamicBatcher& inference_batcher,
                        std::vector<std::string> env_server_addresses, std::int64_t seed,
                        std::optional<double> connect_timeout, const py::dict& agent_spec, std::string action_key,
-                       std::vector<std::string> state_keys) {
+                       std::vector<std::string> state_keys, std::optional<std::string> auth_token) {
              Timeout timeout;
              if (connect_timeout) timeout = std::chrono::duration<double>(*connect_timeout);
              AgentSpec spec;
@@ -108,18 +108,19 @@ void bind_actor_pool(py::module_& m) {
              }
              return PoolHolder(new ActorPool(unroll_length, &learner_queue, &inference_batcher,
                                              std::move(env_server_addresses), seed, timeout, std::move(spec),
-                                             std::move(action_key), std::move(state_keys)));
+                                             std::move(action_key), std::move(state_keys), auth_token.value_or("")));
            }),
            py::arg("unroll_length"), py::arg("learner_queue"), py::arg("inference_batcher"),
            py::arg("env_server_addresses"), py::arg("seed") = 0, py::arg("connect_timeout") = 30.0,
            py::kw_only(), py::arg("agent_spec"), py::arg("action_key"),
-           py::arg("state_keys") = std::vector<std::string>{},
+           py::arg("state_keys") = std::vector<std::string>{}, py::arg("auth_token") = py::none(),
            py::keep_alive<1, 3>(), py::keep_alive<1, 4>(),
            "unroll_length T >= 1; one thread per address (\"HOST:PORT\" or \"unix:/path\"); connection i "
            "resets with seed + i * K. connect_timeout (seconds; None: for ever) bounds the connect and each "
            "env reply. agent_spec: {key: (dtype, per-env shape)} of the inference outputs (the rollout's "
            "agent half); action_key: the one sent to the envs; state_keys: outputs fed back to the next "
-           "compute() (zeros at first), recorded as the value entering each step. Nothing connects "
+           "compute() (zeros at first), recorded as the value entering each step. auth_token (None: none) "
+           "answers env servers that ask for one. Nothing connects "
            "before start().")
       .def("start", [](ActorPool& pool) {
         py::gil_scoped_release nogil;

@@ -2,6 +2,7 @@
 // with the GIL released. Errors map to Python as (this file registers the
 // translator for the socket and wire errors of the whole module):
 //   RemoteError (the server's ERROR: an env raised)   -> RuntimeError (message = traceback)
+//   AuthError (the server refused the token)          -> PermissionError
 //   ConnectionClosed, SocketError, ProtocolError      -> ConnectionError
 //   SocketTimeout                                     -> TimeoutError
 //   actions that do not fit the spec                  -> ValueError / TypeError
@@ -31,7 +32,10 @@ Call loop::
         # {"obs", "reward", "terminated", "truncated"}, each [K, ...], next-step autoreset
     client.close()
 
-``timeout`` (seconds; None: for ever) bounds the connect and each reply.
+``timeout`` (seconds; None: for ever) bounds the connect and handshake, and
+each request (its send and its reply). ``auth_token`` answers a server that
+asks for one (HMAC-SHA256 over its challenge; the token is never sent); a
+server that refuses it raises PermissionError.
 An env that raises on the server gives RuntimeError with its traceback (the
 client stays usable). A dead or unreachable server gives ConnectionError, a
 slow one TimeoutError; after either the client is closed and every later
@@ -89,6 +93,8 @@ void bind_env_client(py::module_& m) {
       if (p) std::rethrow_exception(p);
     } catch (const RemoteError& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (const AuthError& e) {
+      PyErr_SetString(PyExc_PermissionError, e.what());
     } catch (const SocketTimeout& e) {
       PyErr_SetString(PyExc_TimeoutError, e.what());
     } catch (const SocketError& e) {
@@ -99,13 +105,16 @@ void bind_env_client(py::module_& m) {
   });
 
   py::class_<EnvClient>(m, "EnvClient", kClientDoc)
-      .def(py::init([](const std::string& address, std::optional<double> timeout, std::uint64_t max_frame_bytes) {
+      .def(py::init([](const std::string& address, std::optional<double> timeout, std::uint64_t max_frame_bytes,
+                       std::optional<std::string> auth_token) {
              py::gil_scoped_release nogil;
-             return std::make_unique<EnvClient>(address, to_timeout(timeout), max_frame_bytes);
+             return std::make_unique<EnvClient>(address, to_timeout(timeout), max_frame_bytes,
+                                                auth_token.value_or(""));
            }),
            py::arg("address"), py::arg("timeout") = 30.0, py::kw_only(),
-           py::arg("max_frame_bytes") = kDefaultMaxFrameBytes,
-           "Connect to `address` (\"HOST:PORT\" or \"unix:/path\") and read the spec, within `timeout` seconds.")
+           py::arg("max_frame_bytes") = kDefaultMaxFrameBytes, py::arg("auth_token") = py::none(),
+           "Connect to `address` (\"HOST:PORT\" or \"unix:/path\"), authenticate with `auth_token` if the "
+           "server asks, and read the spec, within `timeout` seconds.")
       .def("reset", &reset, py::arg("seed") = py::none(),
            "Reset all K envs (env i gets seed + i); returns {\"obs\": [K, ...]}.")
       .def("step", &step, py::arg("actions"),

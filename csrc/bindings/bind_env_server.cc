@@ -11,7 +11,9 @@
 // made by the `make_session()` callable, once per client connection. A Python
 // exception in any of them goes back to that client as an ERROR frame with
 // the formatted traceback (beast/poly/env_server.py builds the sessions).
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -35,6 +37,13 @@ session's ``reset``/``step`` (holding the GIL only for those calls). An
 exception there reaches that client as an ERROR (its traceback) and the
 server carries on; a malformed frame closes that connection only, with the
 reason logged to stderr.
+
+The keyword options bound what a client can make the server hold (see
+csrc/net/wire.h): ``max_frame_bytes``, ``max_connections`` (one more is
+answered with an error and closed), ``handshake_timeout``, ``idle_timeout``
+and ``send_timeout`` (seconds; None: for ever). With ``auth_token`` clients
+must prove the token by HMAC-SHA256 challenge-response before any env is
+made; a non-loopback address without one raises ValueError.
 
 Usage::
 
@@ -135,7 +144,7 @@ class PySession : public EnvSession {
 // waiting for the GIL inside a session call.
 class PyEnvServer {
  public:
-  PyEnvServer(const std::string& address, py::object make_session, std::uint64_t max_frame_bytes) {
+  PyEnvServer(const std::string& address, py::object make_session, EnvServerOptions options) {
     // The callable is dropped by whichever thread destroys the server's
     // factory; take the GIL for that.
     std::shared_ptr<py::object> make(new py::object(std::move(make_session)), [](py::object* p) {
@@ -145,7 +154,7 @@ class PyEnvServer {
     SessionFactory factory = [make]() -> std::unique_ptr<EnvSession> {
       return with_gil([&] { return std::make_unique<PySession>((*make)()); });
     };
-    server_ = std::make_unique<EnvServer>(address, std::move(factory), max_frame_bytes);
+    server_ = std::make_unique<EnvServer>(address, std::move(factory), std::move(options));
   }
 
   ~PyEnvServer() { close(); }  // pybind11 destroys holders with the GIL held
@@ -161,14 +170,43 @@ class PyEnvServer {
   std::unique_ptr<EnvServer> server_;
 };
 
+Timeout to_timeout(std::optional<double> seconds) {
+  if (!seconds) return std::nullopt;
+  return std::chrono::duration<double>(*seconds);
+}
+
+std::optional<double> seconds_of(const Timeout& timeout) {
+  if (!timeout) return std::nullopt;
+  return timeout->count();
+}
+
 }  // namespace
 
 void bind_env_server(py::module_& m) {
   py::class_<PyEnvServer>(m, "EnvServer", kServerDoc)
-      .def(py::init<const std::string&, py::object, std::uint64_t>(), py::arg("address"), py::arg("make_session"),
-           py::kw_only(), py::arg("max_frame_bytes") = kDefaultMaxFrameBytes,
+      .def(py::init([](const std::string& address, py::object make_session, std::uint64_t max_frame_bytes,
+                       std::int64_t max_connections, std::optional<double> handshake_timeout,
+                       std::optional<double> idle_timeout, std::optional<double> send_timeout,
+                       std::optional<std::string> auth_token) {
+             EnvServerOptions options;
+             options.max_frame_bytes = max_frame_bytes;
+             options.max_connections = max_connections;
+             options.handshake_timeout = to_timeout(handshake_timeout);
+             options.idle_timeout = to_timeout(idle_timeout);
+             options.send_timeout = to_timeout(send_timeout);
+             options.auth_token = auth_token.value_or("");
+             return std::make_unique<PyEnvServer>(address, std::move(make_session), std::move(options));
+           }),
+           py::arg("address"), py::arg("make_session"), py::kw_only(),
+           py::arg("max_frame_bytes") = kDefaultMaxFrameBytes,
+           py::arg("max_connections") = kDefaultMaxConnections,
+           py::arg("handshake_timeout") = seconds_of(EnvServerOptions{}.handshake_timeout),
+           py::arg("idle_timeout") = seconds_of(EnvServerOptions{}.idle_timeout),
+           py::arg("send_timeout") = seconds_of(EnvServerOptions{}.send_timeout),
+           py::arg("auth_token") = py::none(),
            "Bind `address` (\"HOST:PORT\", port 0 for a free port, or \"unix:/path\") and start serving. "
-           "Raises ConnectionError if it cannot bind.")
+           "Raises ConnectionError if it cannot bind, ValueError for a bad option or a non-loopback address "
+           "without auth_token.")
       .def_property_readonly("address", [](PyEnvServer& s) { return s.server().address(); },
                              "The bound address, e.g. \"127.0.0.1:43121\".")
       .def_property_readonly("num_connections", [](PyEnvServer& s) { return s.server().num_connections(); })

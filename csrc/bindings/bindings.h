@@ -7,6 +7,7 @@
 namespace beast {
 
 void bind_actor_pool(pybind11::module_& m);
+void bind_auth(pybind11::module_& m);
 void bind_batching_queue(pybind11::module_& m);
 void bind_dynamic_batcher(pybind11::module_& m);
 void bind_env_client(pybind11::module_& m);

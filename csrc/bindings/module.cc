@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
   beast::bind_env_client(m);  // registers the socket/wire error translator the server shares
   beast::bind_env_server(m);
   beast::bind_actor_pool(m);
+  beast::bind_auth(m);
 }

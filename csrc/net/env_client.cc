@@ -2,14 +2,33 @@
 
 #include <utility>
 
+#include "net/auth.h"
+
 namespace beast {
 
-EnvClient::EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes)
+EnvClient::EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes,
+                     const std::string& auth_token)
     : address_(address), timeout_(timeout), max_frame_bytes_(max_frame_bytes) {
   const Deadline deadline = deadline_after(timeout_, "EnvClient");
   socket_ = Socket::connect(Address::parse(address), deadline);
-  write_frame(socket_, FrameType::kHello, {});
+  write_frame(socket_, FrameType::kHello, {}, deadline);
   Frame frame = read_frame(socket_, max_frame_bytes_, deadline);
+  if (frame.type == FrameType::kChallenge) {
+    const std::uint8_t* nonce = fixed_bytes(frame.arrays, "nonce", kNonceBytes, "CHALLENGE");
+    if (nonce == nullptr) throw ProtocolError("env server " + address + " sent a CHALLENGE without a 'nonce'");
+    ArrayMap answer;
+    if (!auth_token.empty()) {
+      const Digest mac = auth_mac(auth_token, nonce);
+      answer.emplace("mac", bytes_array(mac.data(), mac.size()));
+    }
+    write_frame(socket_, FrameType::kAuth, answer, deadline);
+    frame = read_frame(socket_, max_frame_bytes_, deadline);
+    if (frame.type == FrameType::kError) {
+      throw AuthError("env server " + address + " refused this client: " + error_message(frame.arrays) +
+                      (auth_token.empty() ? " (this client has no token: pass auth_token or set BEAST_AUTH_TOKEN)"
+                                          : ""));
+    }
+  }
   if (frame.type == FrameType::kError) {
     throw RemoteError("env server " + address + ": " + error_message(frame.arrays));
   }
@@ -56,8 +75,9 @@ ArrayMap EnvClient::request_locked(FrameType type, const ArrayMap& arrays) {
   check_open_locked();
   Frame reply;
   try {
-    write_frame(socket_, type, arrays);
-    reply = read_frame(socket_, max_frame_bytes_, deadline_after(timeout_, "EnvClient"));
+    const Deadline deadline = deadline_after(timeout_, "EnvClient");
+    write_frame(socket_, type, arrays, deadline);
+    reply = read_frame(socket_, max_frame_bytes_, deadline);
     if (reply.type != FrameType::kStepResult && reply.type != FrameType::kError) {
       throw ProtocolError(std::string("expected STEP_RESULT or ERROR, got ") + frame_type_name(reply.type));
     }
@@ -76,7 +96,7 @@ void EnvClient::close() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!socket_.is_open()) return;
   try {
-    write_frame(socket_, FrameType::kClose, {});
+    write_frame(socket_, FrameType::kClose, {}, Clock::now());  // only if it fits at once: never hang here
   } catch (const std::exception&) {  // the server may be gone; closing is all that is left
   }
   socket_.close();

@@ -1,7 +1,8 @@
 // EnvClient: the blocking client side of the env server (net/wire.h).
 //
 // Call loop (one actor thread per client):
-//   EnvClient client("127.0.0.1:4000", timeout);   // connect, HELLO -> SPEC
+//   EnvClient client("127.0.0.1:4000", timeout);   // connect, HELLO [-> CHALLENGE,
+//                                                  // AUTH] -> SPEC
 //   client.spec();                                 // obs/action specs, num_envs K
 //   ArrayMap first = client.reset(seed);           // {"obs": [K, ...]}
 //   for (;;) ArrayMap out = client.step(action);   // action [K, *action_shape]
@@ -9,9 +10,16 @@
 //                                                  // (+ "game_over" under episodic life)
 //   client.close();                                // CLOSE, then the socket
 //
+// With an auth token the client answers the server's CHALLENGE with
+// HMAC-SHA256(token, nonce) (net/auth.h); the token itself is never sent.
+// Without one it answers with an empty AUTH, so a server that needs a token
+// says so. A server without a token sends SPEC at once, whatever the client holds.
+//
 // Failures throw:
+//   AuthError        : the server refused the token (wrong, or none given)
 //   RemoteError      : the server answered ERROR (an env raised: what() holds
-//                      its traceback); the connection stays usable
+//                      its traceback, control characters other than newline
+//                      and tab escaped); the connection stays usable
 //   ConnectionClosed / SocketError : the server is gone or unreachable
 //   SocketTimeout    : no reply within the timeout
 //   ProtocolError    : the server sent a malformed frame
@@ -42,11 +50,18 @@ class RemoteError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class AuthError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class EnvClient {
  public:
-  // Connects and reads the spec, both within `timeout` (which then bounds
-  // each later request's wait for its reply; std::nullopt waits for ever).
-  EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes);
+  // Connects, authenticates with `auth_token` if the server asks (empty: no
+  // token) and reads the spec, all within `timeout` (which then bounds each
+  // later request, its send and its reply; std::nullopt waits for ever).
+  EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes,
+            const std::string& auth_token = "");
   ~EnvClient();
   EnvClient(const EnvClient&) = delete;
   EnvClient& operator=(const EnvClient&) = delete;

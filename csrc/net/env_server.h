@@ -3,7 +3,10 @@
 // stepped as one batch), made by a factory when the client says HELLO.
 //
 // What flows through it, per connection:
-//   client HELLO        -> factory() -> session; server sends SPEC (session->spec())
+//   client HELLO        -> (with an auth token: CHALLENGE {nonce}, client AUTH
+//                          {mac}, checked; a wrong or missing MAC gets ERROR
+//                          and the connection is closed, no session made)
+//                       -> factory() -> session; server sends SPEC (session->spec())
 //   client RESET {seed} -> session->reset(arrays) -> STEP_RESULT {obs}
 //   client STEP {action}-> session->step(arrays)  -> STEP_RESULT {obs, reward, terminated, truncated
 //                                                                  [, game_over]}
@@ -15,6 +18,12 @@
 // sends an ERROR with the reason (best effort) and logs the reason to stderr.
 // STEP actions are checked against the spec (dtype, [K, *action_shape])
 // before the session sees them; a mismatch is an ERROR, not a disconnect.
+// Frame sizes, the handshake, idle waits and sends are bounded as net/wire.h
+// says (EnvServerOptions). At most max_connections are served at once; one
+// more is answered with ERROR and closed. Finished connections release their
+// fd at once and are joined by the accept thread when they wake it; running
+// out of fds (EMFILE) is logged and retried every 100 ms, so the server
+// recovers when connections close.
 //
 // Threads: the constructor starts one accept thread; each accepted
 // connection gets one thread that does all of that connection's socket I/O
@@ -22,13 +31,15 @@
 // connection's thread only, one call at a time; sessions of different
 // connections run concurrently (a Python session serialises itself on the
 // GIL, which it holds only inside its env calls). The factory is called from
-// connection threads, concurrently. close() (or the destructor) may be called
-// from any thread except a connection thread: it stops accepting, wakes every
-// connection, joins every thread and destroys every session; it is
-// idempotent.
+// connection threads, concurrently, and only for authenticated clients.
+// num_connections() may be called from any thread. close() (or the
+// destructor) may be called from any thread except a connection thread: it
+// stops accepting, wakes every connection, joins every thread and destroys
+// every session; it is idempotent.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -38,6 +49,7 @@
 #include <thread>
 
 #include "core/array.h"
+#include "core/batching_queue.h"  // Timeout
 #include "net/socket.h"
 #include "net/wire.h"
 
@@ -61,12 +73,28 @@ class EnvSession {
 
 using SessionFactory = std::function<std::unique_ptr<EnvSession>()>;
 
+constexpr std::int64_t kDefaultMaxConnections = 128;
+
+// Bounds on what a client may make the server hold (net/wire.h, "Limits" and
+// "Deadlines"). A timeout of std::nullopt waits for ever.
+struct EnvServerOptions {
+  std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes;
+  std::int64_t max_connections = kDefaultMaxConnections;
+  Timeout handshake_timeout = std::chrono::seconds(10);
+  Timeout idle_timeout = std::chrono::seconds(600);
+  Timeout send_timeout = std::chrono::seconds(60);
+  // The shared secret clients must prove (empty: none). Required to bind a
+  // non-loopback address.
+  std::string auth_token;
+};
+
 class EnvServer {
  public:
   // Binds `address` ("HOST:PORT", port 0 for a free one, or "unix:/path")
-  // and starts accepting. Throws SocketError if it cannot bind.
-  EnvServer(const std::string& address, SessionFactory factory,
-            std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes);
+  // and starts accepting. Throws SocketError if it cannot bind, and
+  // std::invalid_argument for a bad option or a non-loopback address
+  // without an auth token.
+  EnvServer(const std::string& address, SessionFactory factory, EnvServerOptions options = {});
   ~EnvServer();
   EnvServer(const EnvServer&) = delete;
   EnvServer& operator=(const EnvServer&) = delete;
@@ -84,17 +112,31 @@ class EnvServer {
     std::atomic<bool> done{false};
   };
 
+  // Accept thread only: accept_loop, admit, reap_finished, wait_for_wake.
   void accept_loop();
-  void serve(Connection& connection);
-  // Joins and drops finished connections. Accept thread only.
+  // Serves the connection on its own thread, or refuses it at the limit.
+  void admit(Socket socket);
+  // Joins and drops finished connections.
   void reap_finished();
+  // Waits up to `ms` for the wake pipe, then empties it.
+  void wait_for_wake(int ms);
+  // Connection threads: serve() runs converse() (handshake, session,
+  // requests), reports how it ended and releases the fd; handshake() is
+  // false when the client failed to authenticate and was told so.
+  void serve(Connection& connection);
+  void converse(Socket& socket, const std::string& peer);
+  bool handshake(Socket& socket, const std::string& peer);
+  // Any thread: makes the accept thread look at closing_ and finished connections.
+  void wake();
 
   const SessionFactory factory_;
-  const std::uint64_t max_frame_bytes_;
+  const EnvServerOptions options_;
   Listener listener_;
   std::string address_;
-  int wake_read_ = -1;  // self-pipe: close() writes, the accept thread polls
-  int wake_write_ = -1;
+  int wake_read_ = -1;   // self-pipe (non-blocking): close() and finished
+  int wake_write_ = -1;  // connections write, the accept thread polls
+  bool at_limit_ = false;     // accept thread only: refusing at max_connections
+  std::int64_t refused_ = 0;  // accept thread only: refused since at_limit_ began
 
   mutable std::mutex mu_;  // guards connections_ (the list, not what its threads do)
   std::list<std::unique_ptr<Connection>> connections_;

@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <utility>
 
 namespace beast {
@@ -186,12 +185,24 @@ Socket Socket::connect(const Address& address, const Deadline& deadline) {
   throw SocketError(last_error);
 }
 
-void Socket::send_all(const void* data, std::size_t size) {
+void Socket::send_all(const void* data, std::size_t size, const Deadline& deadline, const char* what) {
   const auto* p = static_cast<const char*>(data);
+  const std::size_t total = size;
+  // With a deadline the sends do not block (MSG_DONTWAIT) and poll waits for
+  // room instead, so the deadline bounds the whole frame, however slowly the
+  // peer drains it. MSG_NOSIGNAL: EPIPE, not a process-killing SIGPIPE.
+  const int flags = MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0);
   while (size > 0) {
-    const ssize_t n = ::send(fd_, p, size, MSG_NOSIGNAL);  // MSG_NOSIGNAL: EPIPE, not a process-killing SIGPIPE
+    const ssize_t n = ::send(fd_, p, size, flags);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (deadline && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!wait_for(fd_, POLLOUT, deadline)) {
+          throw SocketTimeout(std::string("timed out sending ") + what + " (" + std::to_string(total - size) +
+                              " of " + std::to_string(total) + " bytes sent; the peer is not reading)");
+        }
+        continue;
+      }
       if (errno == EPIPE || errno == ECONNRESET) {
         throw ConnectionClosed("connection closed by peer while sending", false);
       }
@@ -277,6 +288,20 @@ void Socket::shutdown() {
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
 }
 
+void Socket::shutdown_and_drain(const Deadline& deadline) {
+  if (fd_ < 0) return;
+  ::shutdown(fd_, SHUT_WR);
+  char scratch[4096];
+  for (;;) {  // never throws: this runs while a connection is being torn down
+    pollfd p{fd_, POLLIN, 0};
+    const int ready = ::poll(&p, 1, poll_timeout_ms(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return;  // the deadline passed (or poll failed)
+    const ssize_t n = ::recv(fd_, scratch, sizeof(scratch), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) return;
+  }
+}
+
 void Socket::close() {
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
   buffer_begin_ = buffer_end_ = 0;
@@ -287,6 +312,27 @@ std::string Socket::peer_name() const {
   socklen_t len = sizeof(ss);
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown peer";
   return sockaddr_string(ss);
+}
+
+bool is_loopback(const Address& address) {
+  if (address.is_unix) return true;
+  AddrInfo info;
+  resolve(address, true, info);
+  bool any = false;
+  for (addrinfo* ai = info.list; ai != nullptr; ai = ai->ai_next) {
+    any = true;
+    if (ai->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(ai->ai_addr);
+      if ((ntohl(in->sin_addr.s_addr) >> 24) != 127) return false;
+    } else if (ai->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
+      const bool mapped_loopback = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+      if (!IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) && !mapped_loopback) return false;
+    } else {
+      return false;
+    }
+  }
+  return any;
 }
 
 Listener::Listener(Listener&& other) noexcept : fd_(std::exchange(other.fd_, -1)), bound_(std::move(other.bound_)) {}
@@ -342,7 +388,7 @@ Listener Listener::listen(const Address& address, int backlog) {
   return l;
 }
 
-std::optional<Socket> Listener::accept(int wake_fd) {
+Listener::Accepted Listener::accept(int wake_fd) {
   for (;;) {
     pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     const int n = ::poll(fds, wake_fd >= 0 ? 2 : 1, -1);
@@ -350,21 +396,18 @@ std::optional<Socket> Listener::accept(int wake_fd) {
       if (errno == EINTR) continue;
       fail("poll", errno);
     }
-    if (wake_fd >= 0 && fds[1].revents != 0) return std::nullopt;
+    if (wake_fd >= 0 && fds[1].revents != 0) return {};
     if (fds[0].revents == 0) continue;
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       // The client gave up between poll and accept, or a transient shortage: keep serving.
       if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
-      if (errno == EMFILE || errno == ENFILE) {  // out of fds: back off rather than spin on poll
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        continue;
-      }
+      if (errno == EMFILE || errno == ENFILE) return {std::nullopt, errno};
       fail("accept", errno);
     }
     Socket s(fd);
     if (!bound_.is_unix) set_nodelay(fd);
-    return s;
+    return {std::move(s), 0};
   }
 }
 

@@ -16,7 +16,7 @@
 // ConnectionClosed and SocketTimeout derive from SocketError.
 //
 // Threads: a Socket is used by one thread at a time, except shutdown(),
-// which any thread may call to wake a thread blocked in recv on it.
+// which any thread may call to wake a thread blocked in recv or send on it.
 // Listener::accept() belongs to one thread; wake it with the `wake_fd`
 // it polls (the server's self-pipe). Sends never raise SIGPIPE.
 #pragma once
@@ -94,8 +94,11 @@ class Socket {
   // A refused connection fails at once.
   static Socket connect(const Address& address, const Deadline& deadline);
 
-  // Sends every byte (retrying short writes and EINTR).
-  void send_all(const void* data, std::size_t size);
+  // Sends every byte (retrying short writes and EINTR) by `deadline`
+  // (std::nullopt: however long it takes); SocketTimeout when it passes with
+  // bytes unsent (a peer that stopped reading). `what` names the thing sent.
+  void send_all(const void* data, std::size_t size, const Deadline& deadline = std::nullopt,
+                const char* what = "a frame");
 
   // Reads exactly `size` bytes, waiting until `deadline`. Throws
   // ConnectionClosed on EOF/reset, SocketTimeout when the deadline passes.
@@ -115,6 +118,12 @@ class Socket {
   // Wakes any thread blocked on this socket (its recv sees EOF) without
   // releasing the fd, so the owner still closes it exactly once.
   void shutdown();
+  // Half-closes (the peer reads what was sent, then EOF), then reads and
+  // drops whatever the peer still sends until it closes too or `deadline`
+  // passes. Closing with unread bytes makes the kernel reset the connection,
+  // and a reset can beat the last frame sent (an ERROR saying why) to the
+  // peer's reader; this is the way to close after an error. Owner only.
+  void shutdown_and_drain(const Deadline& deadline);
   void close();
   bool is_open() const { return fd_ >= 0; }
   int fd() const { return fd_; }
@@ -135,6 +144,11 @@ class Socket {
   std::size_t buffer_end_ = 0;
 };
 
+// Whether every address `address` names is a loopback one (127.0.0.0/8,
+// ::1, ::ffff:127.0.0.0/104) or a unix socket: what only this machine can
+// reach. 0.0.0.0 and :: are not. Throws SocketError if it cannot resolve.
+bool is_loopback(const Address& address);
+
 class Listener {
  public:
   // Binds and listens. A unix path that exists as a stale socket file is
@@ -150,9 +164,15 @@ class Listener {
   // The bound address (the real port when asked for port 0).
   const Address& address() const { return bound_; }
 
-  // Waits for a connection; returns std::nullopt once `wake_fd` becomes
-  // readable (or -1: never woken).
-  std::optional<Socket> accept(int wake_fd);
+  struct Accepted {
+    std::optional<Socket> socket;  // the new connection, if one was taken
+    int out_of_fds = 0;            // EMFILE or ENFILE: no fd to take it with
+  };
+  // Waits for a connection and takes it. Returns with no socket once
+  // `wake_fd` becomes readable (or -1: never woken), or with `out_of_fds`
+  // set, at once, when the process or system has no fd left (the connection
+  // stays queued; the caller decides how to back off and what to log).
+  Accepted accept(int wake_fd);
 
   // Closes the socket and removes a unix socket file this Listener created.
   void close();

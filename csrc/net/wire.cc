@@ -1,5 +1,6 @@
 #include "net/wire.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -78,6 +79,8 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kStepResult: return "STEP_RESULT";
     case FrameType::kError: return "ERROR";
     case FrameType::kClose: return "CLOSE";
+    case FrameType::kChallenge: return "CHALLENGE";
+    case FrameType::kAuth: return "AUTH";
   }
   return "UNKNOWN";
 }
@@ -112,6 +115,10 @@ std::vector<std::uint8_t> encode_frame(FrameType type, const ArrayMap& arrays) {
   // Array bytes are memcpy'd as they are in memory; the format is little-endian.
   static const bool little = is_little_endian();
   if (!little) throw std::logic_error("encode_frame: big-endian hosts are not supported");
+  if (arrays.size() > kMaxArraysPerFrame) {
+    throw std::invalid_argument("a frame holds at most " + std::to_string(kMaxArraysPerFrame) + " arrays, got " +
+                                std::to_string(arrays.size()));
+  }
   std::size_t total = kFrameHeaderBytes + 4;  // one allocation, not a regrowth per few arrays
   for (const auto& [name, array] : arrays) total += 2 + name.size() + 2 + 8 * array.shape().size() + 8 + array.nbytes();
   std::vector<std::uint8_t> out;
@@ -146,7 +153,7 @@ std::vector<std::uint8_t> encode_frame(FrameType type, const ArrayMap& arrays) {
   return out;
 }
 
-FrameType decode_header(const std::uint8_t* header, std::uint64_t max_frame_bytes, std::uint64_t* length) {
+FrameHeader decode_header(const std::uint8_t* header) {
   if (std::memcmp(header, kWireMagic, 4) != 0) {
     char shown[64];
     std::snprintf(shown, sizeof(shown), "%02x %02x %02x %02x", header[0], header[1], header[2], header[3]);
@@ -158,20 +165,27 @@ FrameType decode_header(const std::uint8_t* header, std::uint64_t max_frame_byte
                         std::to_string(kWireVersion) + ")");
   }
   const auto type = get<std::uint32_t>(header + 8);
-  if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > static_cast<std::uint32_t>(FrameType::kClose)) {
-    throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1..7)");
+  if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > static_cast<std::uint32_t>(FrameType::kAuth)) {
+    throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1..9)");
   }
-  *length = get<std::uint64_t>(header + 12);
-  if (*length > max_frame_bytes) {
-    throw ProtocolError("frame length " + std::to_string(*length) + " bytes exceeds the maximum frame size " +
-                        std::to_string(max_frame_bytes) + " bytes");
+  return {static_cast<FrameType>(type), get<std::uint64_t>(header + 12)};
+}
+
+void check_frame_length(const FrameHeader& header, std::uint64_t limit) {
+  if (header.length > limit) {
+    throw ProtocolError(std::string(frame_type_name(header.type)) + " frame length " +
+                        std::to_string(header.length) + " bytes exceeds the maximum frame size " +
+                        std::to_string(limit) + " bytes");
   }
-  return static_cast<FrameType>(type);
 }
 
 ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length) {
   Reader r(payload, length);
   const auto count = r.read<std::uint32_t>("array count");
+  if (count > kMaxArraysPerFrame) {  // before any array is made: each costs far more than its bytes
+    throw ProtocolError("array count " + std::to_string(count) + " exceeds the limit " +
+                        std::to_string(kMaxArraysPerFrame));
+  }
   ArrayMap arrays;
   for (std::uint32_t i = 0; i < count; ++i) {
     const auto which = [i] { return "array " + std::to_string(i); };
@@ -182,7 +196,7 @@ ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length) {
     }
     const auto* name_bytes = r.take(name_len, [&] { return which() + " name"; });
     std::string name(reinterpret_cast<const char*>(name_bytes), name_len);
-    const auto where = [&] { return which() + " '" + name + "'"; };
+    const auto where = [&] { return which() + " '" + printable(name) + "'"; };
     if (arrays.count(name) != 0) throw ProtocolError(where() + ": duplicate name");
     const DType dtype = [&] {
       const auto code = r.read<std::uint8_t>([&] { return where() + " dtype code"; });
@@ -223,122 +237,64 @@ ArrayMap decode_payload(const std::uint8_t* payload, std::size_t length) {
   return arrays;
 }
 
-void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays) {
+void write_frame(Socket& socket, FrameType type, const ArrayMap& arrays, const Deadline& deadline) {
   // One buffer and one send: frames are small next to the cost of a syscall
   // per array, and the copy keeps the socket code simple.
   const auto bytes = encode_frame(type, arrays);
-  socket.send_all(bytes.data(), bytes.size());
+  socket.send_all(bytes.data(), bytes.size(), deadline, frame_type_name(type));
 }
 
-Frame read_frame(Socket& socket, std::uint64_t max_frame_bytes, const Deadline& deadline) {
+FrameHeader read_header(Socket& socket, const Deadline& deadline) {
   std::uint8_t header[kFrameHeaderBytes];
   socket.recv_all(header, sizeof(header), deadline, "a frame header");
-  std::uint64_t length = 0;
-  Frame frame;
-  frame.type = decode_header(header, max_frame_bytes, &length);
-  std::vector<std::uint8_t> payload(static_cast<std::size_t>(length));
+  return decode_header(header);
+}
+
+ArrayMap read_payload(Socket& socket, const FrameHeader& header, const Deadline& deadline) {
+  // The buffer grows as the bytes come (doubling from kFirstChunk), so what
+  // a peer makes us hold is at most twice what it has really sent.
+  constexpr std::uint64_t kFirstChunk = 256 << 10;
+  std::vector<std::uint8_t> payload;
   try {
-    socket.recv_all(payload.data(), payload.size(), deadline, "a frame payload");
+    while (payload.size() < header.length) {
+      const std::size_t have = payload.size();
+      const std::uint64_t want = std::max<std::uint64_t>(kFirstChunk, 2 * static_cast<std::uint64_t>(have));
+      payload.resize(static_cast<std::size_t>(std::min(header.length, want)));
+      socket.recv_all(payload.data() + have, payload.size() - have, deadline, "a frame payload");
+    }
   } catch (const ConnectionClosed& e) {  // mid-frame, however many payload bytes came
     throw ConnectionClosed(e.what(), false);
   }
   try {
-    frame.arrays = decode_payload(payload.data(), payload.size());
+    return decode_payload(payload.data(), payload.size());
   } catch (const ProtocolError& e) {
-    throw ProtocolError(std::string(frame_type_name(frame.type)) + " frame: " + e.what());
+    throw ProtocolError(std::string(frame_type_name(header.type)) + " frame: " + e.what());
   }
-  return frame;
 }
 
-Array scalar_int64(std::int64_t value) {
-  Array a = Array::empty(DType::kInt64, {});
-  std::memcpy(a.data(), &value, sizeof(value));
-  return a;
+Frame read_frame(Socket& socket, std::uint64_t max_frame_bytes, const Deadline& deadline) {
+  const FrameHeader header = read_header(socket, deadline);
+  check_frame_length(header, max_frame_bytes);
+  return {header.type, read_payload(socket, header, deadline)};
 }
 
-namespace {
-
-Array shape_array(const Shape& shape) {
-  Array a = Array::empty(DType::kInt64, {static_cast<std::int64_t>(shape.size())});
-  if (!shape.empty()) std::memcpy(a.data(), shape.data(), shape.size() * sizeof(std::int64_t));
-  return a;
-}
-
-Array code_array(DType dtype) {
-  Array a = Array::empty(DType::kUInt8, {});
-  *static_cast<std::uint8_t*>(a.data()) = dtype_code(dtype);
-  return a;
-}
-
-const Array& require(const ArrayMap& arrays, const std::string& key, DType dtype, std::int64_t ndim) {
-  const auto it = arrays.find(key);
-  if (it == arrays.end()) throw ProtocolError("SPEC frame: missing array '" + key + "'");
-  if (it->second.dtype() != dtype || it->second.ndim() != ndim) {
-    throw ProtocolError("SPEC frame: '" + key + "' must be " + dtype_name(dtype) + " with ndim " +
-                        std::to_string(ndim) + ", got " + dtype_name(it->second.dtype()) + " " +
-                        shape_string(it->second.shape()));
+std::string printable(const std::string& text, const char* keep, bool keep_backslash) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if ((byte >= 0x20 && byte < 0x7f && (byte != '\\' || keep_backslash)) ||
+        (byte != 0 && std::strchr(keep, ch) != nullptr)) {
+      out.push_back(ch);
+    } else if (byte == '\\') {
+      out += "\\\\";
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\x%02x", byte);
+      out += escaped;
+    }
   }
-  return it->second;
-}
-
-Shape shape_from(const ArrayMap& arrays, const std::string& key) {
-  const Array& a = require(arrays, key, DType::kInt64, 1);
-  Shape shape(static_cast<std::size_t>(a.numel()));
-  if (!shape.empty()) std::memcpy(shape.data(), a.data(), shape.size() * sizeof(std::int64_t));
-  for (std::int64_t d : shape) {
-    if (d < 0) throw ProtocolError("SPEC frame: '" + key + "' has a negative dimension: " + shape_string(shape));
-  }
-  return shape;
-}
-
-std::int64_t int_from(const ArrayMap& arrays, const std::string& key) {
-  std::int64_t value;
-  std::memcpy(&value, require(arrays, key, DType::kInt64, 0).data(), sizeof(value));
-  return value;
-}
-
-DType dtype_from(const ArrayMap& arrays, const std::string& key) {
-  return dtype_from_code(*static_cast<const std::uint8_t*>(require(arrays, key, DType::kUInt8, 0).data()));
-}
-
-}  // namespace
-
-ArrayMap encode_spec(const EnvSpec& spec) {
-  return {
-      {"observation_shape", shape_array(spec.observation.shape)},
-      {"observation_dtype", code_array(spec.observation.dtype)},
-      {"action_shape", shape_array(spec.action.shape)},
-      {"action_dtype", code_array(spec.action.dtype)},
-      {"num_actions", scalar_int64(spec.num_actions)},
-      {"num_envs", scalar_int64(spec.num_envs)},
-  };
-}
-
-EnvSpec decode_spec(const ArrayMap& arrays) {
-  EnvSpec spec;
-  spec.observation = {dtype_from(arrays, "observation_dtype"), shape_from(arrays, "observation_shape")};
-  spec.action = {dtype_from(arrays, "action_dtype"), shape_from(arrays, "action_shape")};
-  spec.num_actions = int_from(arrays, "num_actions");
-  spec.num_envs = int_from(arrays, "num_envs");
-  if (spec.num_envs < 1 || spec.num_actions < 0) {
-    throw ProtocolError("SPEC frame: num_envs must be >= 1 and num_actions >= 0, got " +
-                        std::to_string(spec.num_envs) + " and " + std::to_string(spec.num_actions));
-  }
-  return spec;
-}
-
-ArrayMap error_arrays(const std::string& message) {
-  Array a = Array::empty(DType::kUInt8, {static_cast<std::int64_t>(message.size())});
-  if (!message.empty()) std::memcpy(a.data(), message.data(), message.size());
-  return {{"message", std::move(a)}};
-}
-
-std::string error_message(const ArrayMap& arrays) {
-  const auto it = arrays.find("message");
-  if (it == arrays.end() || it->second.dtype() != DType::kUInt8 || it->second.ndim() != 1) {
-    return "(ERROR frame without a uint8 'message' array)";
-  }
-  return std::string(static_cast<const char*>(it->second.data()), it->second.nbytes());
+  return out;
 }
 
 }  // namespace beast

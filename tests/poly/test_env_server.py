@@ -31,8 +31,8 @@ FAULTY = "tests.envs.counting_env:Faulty-v0"
 
 # --- the wire format, from csrc/net/wire.h --------------------------------------------
 
-MAGIC, VERSION = b"BNET", 1
-HELLO, SPEC, RESET, STEP, STEP_RESULT, ERROR, CLOSE = range(1, 8)
+MAGIC, VERSION = b"BNET", 2
+HELLO, SPEC, RESET, STEP, STEP_RESULT, ERROR, CLOSE, CHALLENGE, AUTH = range(1, 10)
 CODES = {np.dtype(t): c for c, t in enumerate(
     [np.bool_, np.int8, np.uint8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64])}
 DTYPES = {c: t for t, c in CODES.items()}
@@ -87,13 +87,22 @@ def read_frame(sock: socket.socket) -> tuple[int, dict[str, np.ndarray]]:
 
 
 class Server:
-    """`python -m beast.poly.env_server` in a subprocess; stderr is collected as it comes."""
+    """`python -m beast.poly.env_server` in a subprocess; stderr is collected as it comes.
 
-    def __init__(self, env_id: str, num_envs: int, address: str = "127.0.0.1:0"):
+    `flags` go to the server's command line, `env` into its environment (which otherwise has no
+    BEAST_AUTH_TOKEN), `preexec_fn` runs in the child before it starts (e.g. lowering a limit).
+    """
+
+    def __init__(self, env_id: str, num_envs: int, address: str = "127.0.0.1:0", *flags: str,
+                 env: dict[str, str] | None = None, preexec_fn=None):
+        environ = beast_env()
+        environ.pop("BEAST_AUTH_TOKEN", None)
+        environ.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "beast.poly.env_server", "--env", env_id, "--num-envs", str(num_envs),
-             "--address", address],
-            cwd=REPO, env=beast_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             "--address", address, *flags],
+            cwd=REPO, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=preexec_fn)
         self.address = self.proc.stdout.readline().strip()
         self.stderr: list[str] = []
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
@@ -109,6 +118,11 @@ class Server:
         raise AssertionError(f"server stderr never said {text!r}: {self.stderr}")
 
     def raw_socket(self) -> socket.socket:
+        if self.address.startswith("unix:"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(DEADLINE_S)
+            sock.connect(self.address[len("unix:"):])
+            return sock
         host, port = self.address.rsplit(":", 1)
         sock = socket.create_connection((host, int(port)), timeout=DEADLINE_S)
         return sock
@@ -216,9 +230,10 @@ def tampered_array(code: int = 7, dims=(2, 2), nbytes: int = 16, data: bytes = b
 MALFORMED = {
     "short header": (MAGIC + b"\1\0", "while reading a frame header (6 of 20 bytes"),
     "wrong magic": (frame(HELLO, magic=b"HTTP"), "bad magic bytes 48 54 54 50"),
-    "wrong version": (frame(HELLO, version=2), "unsupported protocol version 2"),
+    "wrong version": (frame(HELLO, version=1), "unsupported protocol version 1"),
     "unknown frame type": (frame(99), "unknown frame type 99"),
-    "oversized length": (frame(HELLO, length=1 << 40), "exceeds the maximum frame size"),
+    "oversized length": (frame(STEP, length=1 << 40), "exceeds the maximum frame size"),
+    "too many arrays": (frame(RESET, body=struct.pack("<I", 1 << 30)), "array count 1073741824 exceeds the limit 64"),
     "bad dtype code": (frame(RESET, body=array_body(tampered_array(code=42))), "unknown dtype code 42"),
     "shape not matching the bytes": (frame(RESET, body=array_body(tampered_array(nbytes=12, data=b"\0" * 12))),
                                      "needs 16 bytes, but the byte length says 12"),
