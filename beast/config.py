@@ -106,8 +106,10 @@ class LossConfig:
     clip_rho: float = 1.0
     """V-trace rho-bar: truncation of the importance weight in the value targets."""
 
-    clip_pg_rho: float = 1.0
-    """V-trace rho-bar for the policy-gradient advantage."""
+    clip_pg_rho: float = 5.0
+    """V-trace rho-bar for the policy-gradient advantage. 5, not the paper's 1: truncating the
+    ~half of ratios just above 1 biases the gradient away from the behaviour policy whenever
+    the value overestimates, which ran CartPole into a deterministic policy (beast.algo.losses)."""
 
     clip_c: float = 1.0
     """V-trace c-bar: truncation of the trace-cutting coefficients."""

@@ -11,6 +11,14 @@ not NaN). The default recipe (here and in `beast.config.LossConfig`) is "mean": 
 scale does not grow with T*B, so a learning rate tuned at one unroll length or batch size
 transfers to another. Use "sum" with TorchBeast's learning rates.
 
+Truncating the policy-gradient ratio. With ratios truncated at rho_bar_pg, a value error d
+(V = V_true + d) adds d * sum_{a: pi(a) > mu(a)} (1 - mu(a)/pi(a)) grad pi(a) to the expected
+gradient instead of cancelling out: when the value overestimates (the policy just got worse),
+the update pushes pi further from mu in the direction it already moved, a feedback loop that
+ends in a deterministic policy whose gradients vanish. With pi ~ mu half the ratios sit just
+above 1, so rho_bar_pg = 1 (the paper's) engages that bias on every batch; Beast's default 5
+truncates only the rare large ratios (bench/long_cartpole.py shows the difference).
+
 Masking. A mask [T, B] (bool, True = count it) removes entries from every term. They are
 selected away with `torch.where` rather than multiplied by 0, so a NaN or inf there cannot
 reach the loss value. `impala_loss` uses the V-trace `valid` mask: placeholder transitions of

@@ -15,7 +15,7 @@ def test_pendulum_improves_clearly_over_the_random_policy(tmp_path: Path) -> Non
                      "--unroll-length", "16", "--reward-scale", "0.1", "--discount", "0.95",
                      "--entropy-cost", "0", "--learning-rate", "1e-3", "--hidden-sizes", "64",
                      "64", "--total-steps", "600000", "--log-seconds", "2", "--savedir",
-                     str(tmp_path), "--run-name", "run", timeout=200)
+                     str(tmp_path), "--run-name", "run", timeout=230)
     assert result.returncode == 0, result.stderr[-2000:]
     with (tmp_path / "run" / "logs.csv").open(newline="") as f:
         returns = [float(r["mean_return"]) for r in csv.DictReader(f) if r["mean_return"]]
