@@ -95,7 +95,7 @@ def final_return(run_dir) -> float:
         return [float(r["mean_return"]) for r in csv.DictReader(f) if r["mean_return"]][-1]
 
 
-@pytest.mark.parametrize("runtime", ["beast.mono", "beast.poly"])
+@pytest.mark.parametrize("runtime", ["beast.mono", "beast.poly"])  # CLI module names
 def test_a_dict_env_trains_with_a_torso_per_entry(tmp_path, runtime: str) -> None:
     """Random play earns 2.5 of 10; reading the Discrete entry earns up to 10."""
     from tests.conftest import run_cli

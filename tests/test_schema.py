@@ -18,7 +18,7 @@ from beast.rollout import ENV_KEYS, RolloutSpec
 from beast.training import build_env_model
 from tests.envs.extra_model import extra_of
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 COUNTING = "tests.envs.counting_env:Counting-v0"
 
 
