@@ -1,7 +1,8 @@
 """Beast: scalable actor-learner reinforcement learning in PyTorch.
 
-The core (this package) holds no processes and no sockets: losses, models, the learner,
-environment adapters, rollout layout, config, logging and checkpoints. The runtimes live in
+The core (this package) holds no processes and no sockets: losses and objectives, action
+distributions, models, the learner, acting, environment adapters, the rollout schema, weight
+sync, config, logging and checkpoints. The runtimes live in
 `beast.mono` (single machine, pure Python) and `beast.poly` (C++ core).
 
 Public names are imported on first use, so `import beast.config` or `python -m beast.plot`
@@ -15,6 +16,20 @@ from typing import Any
 
 _PUBLIC = {
     "AgentOutput": "beast.models",
+    "Batch": "beast.rollout",
+    "Categorical": "beast.distributions",
+    "DiagGaussian": "beast.distributions",
+    "EpisodeCounter": "beast.rollout",
+    "EvalConfig": "beast.config",
+    "ImpalaObjective": "beast.objectives",
+    "MonoConfig": "beast.config",
+    "MultiDiscrete": "beast.distributions",
+    "StepResult": "beast.learner",
+    "SyncDriver": "beast.sync",
+    "UnrollWorker": "beast.acting",
+    "action_distribution": "beast.distributions",
+    "build_objective": "beast.objectives",
+    "policy_step": "beast.acting",
     "Config": "beast.config",
     "ConfigError": "beast.config",
     "EnvConfig": "beast.config",
