@@ -163,7 +163,9 @@ def seed_everything(seed: int) -> None:
 
 def build_env_model(config: Config) -> tuple[nn.Module, gym.Space, gym.Space]:
     """The model for this config's env, and the env's (adapted) observation and action spaces.
-    Making one env here is also the check that it can be made at all."""
+    Making one env here is also the check that it can be made at all. Seeds every RNG first:
+    the model's initial weights follow --seed."""
+    seed_everything(config.run.seed)
     probe = make_vector_env_from_config(config.env, 1)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()
@@ -206,7 +208,6 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
     """Train until the step budget, the target return or a signal. `probe` is what
     `build_env_model` returned; `state` a checkpoint to resume from (`load_checkpoint`).
     Returns the exit code and whether training started (a first learner step was taken)."""
-    seed_everything(config.run.seed)
     model, obs_space, action_space = probe
     stats = TrainingStats(state["stats"] if state else None)
     logger = RunLogger(run_dir, config.run.total_steps, stats.env_steps)

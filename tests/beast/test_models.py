@@ -173,3 +173,17 @@ def test_learner_feeds_the_loss_the_actors_outputs(monkeypatch) -> None:
     torch.testing.assert_close(seen["values"].detach(), batch["baseline"][:-1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(seen["target_log_probs"].detach(), seen["behaviour_log_probs"],
                                atol=1e-5, rtol=1e-5)
+
+
+def test_the_seed_fixes_the_initial_weights() -> None:
+    """The CLI builds the model before training starts: --seed must already apply there (it
+    did not for a while, and serial runs stopped being repeatable)."""
+    from beast.config import Config, RunConfig
+    from beast.training import build_env_model
+
+    first = build_env_model(Config(run=RunConfig(seed=3)))[0].state_dict()
+    torch.rand(5)  # whatever ran in between
+    again = build_env_model(Config(run=RunConfig(seed=3)))[0].state_dict()
+    other = build_env_model(Config(run=RunConfig(seed=4)))[0].state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
