@@ -17,7 +17,8 @@ gradient instead of cancelling out: when the value overestimates (the policy jus
 the update pushes pi further from mu in the direction it already moved, a feedback loop that
 ends in a deterministic policy whose gradients vanish. With pi ~ mu half the ratios sit just
 above 1, so rho_bar_pg = 1 (the paper's) engages that bias on every batch; Beast's default 5
-truncates only the rare large ratios (bench/long_cartpole.py shows the difference).
+truncates only the rare large ratios. This is one cause of the long-run CartPole collapse,
+not the only one: with 5, 30M-step runs still collapse on some seeds (bench/long_cartpole.py).
 
 Masking. A mask [T, B] (bool, True = count it) removes entries from every term. They are
 selected away with `torch.where` rather than multiplied by 0, so a NaN or inf there cannot
