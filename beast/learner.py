@@ -7,10 +7,10 @@ Call loop (beast.training, both runtimes)::
 
     learner = Learner(model, objective, optim_config, total_steps=..., device="cpu")
     while training:
-        batch = source.next_batch(...)               # [T+1, B, ...] tensors (beast.rollout)
-        result = learner.step(batch, env_steps)      # one optimiser step; version += 1
+        batch = source.next_batch(...)               # a Batch of [T+1, B, ...] tensors (beast.rollout)
+        result = learner.step(batch.data, env_steps) # one optimiser step; version += 1
         source.publish_weights(learner)              # the runtime makes the weights available
-        source.after_learner_step(result, learner.version)   # sync driver reads result.drift
+        source.sync.after_step(result, batch.owners, ...)    # the sync driver reads result.drift
     learner.state_dict() / load_state_dict(...)      # checkpoints
 
 `env_steps` is the run's env-step count as the source counted it (beast.rollout.EpisodeCounter):

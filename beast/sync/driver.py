@@ -20,11 +20,14 @@ batch (`StepResult.drift`), at the version the batch was acted with.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from beast.sync.aps import APSController, SyncTrigger, kl_per_slot, sync_metrics
+
+if TYPE_CHECKING:
+    from beast.learner import StepResult
 
 
 class SyncDriver:
@@ -46,7 +49,7 @@ class SyncDriver:
         self.request(copy)
         self.controller.record_sync(copy, SyncTrigger.INITIAL, version, now)
 
-    def after_step(self, result, owners: Sequence[int], policy_version: torch.Tensor,
+    def after_step(self, result: StepResult, owners: Sequence[int], policy_version: torch.Tensor,
                    learner_version: int, now: float) -> None:
         """After the learner step that made `learner_version` from a batch whose column groups
         (equal-sized, in order) were acted by the copies `owners`; `result` is its StepResult
