@@ -39,6 +39,7 @@ _PUBLIC = {
     "OptimConfig": "beast.config",
     "PolicyValueMLP": "beast.models",
     "PolicyValueNet": "beast.models",
+    "ReuseBuffer": "beast.replay",
     "RolloutSpec": "beast.rollout",
     "RunConfig": "beast.config",
     "build_model": "beast.models",

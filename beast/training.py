@@ -62,7 +62,9 @@ class BatchSource(Protocol):
     """The weight-sync driver of the source's policy copies; None when it needs none."""
 
     def next_batch(self, timeout: float) -> Batch | None:
-        """The next batch, or None if none was ready within `timeout`."""
+        """The next batch, or None if none was ready within `timeout`. A timeout of 0 is a
+        poll (beast.replay asks before every reuse): it returns at once, a whole batch or
+        None."""
 
     def publish_weights(self, learner: Learner) -> None:
         """Make the learner's current weights and version available to the policy copies

@@ -54,7 +54,11 @@ class SerialSource:
         self.counter = EpisodeCounter()
         self.version = 0
 
-    def next_batch(self, timeout: float) -> Batch:
+    def next_batch(self, timeout: float) -> Batch | None:
+        """B fresh unrolls, acted now; None for a poll (timeout 0): acting takes time, so
+        none is ever ready at once (a reuse buffer then hands out a buffered batch)."""
+        if timeout <= 0:
+            return None
         batch_size = len(next(iter(self.slots.values())))
         for index in range(batch_size):
             self.worker.fill({k: v[index] for k, v in self.slots.items()}, self.version)

@@ -180,6 +180,11 @@ class PolySource:
         self.pool.check()  # the first actor-thread error (dead server, env exception) raises
         if self.inference.error is not None:
             raise RuntimeError(f"inference failed:\n{self.inference.error}")
+        if timeout <= 0 and len(self.queue) < self.batch_size:
+            # A poll takes whole batches only: dequeue's timeout returns what is queued, and
+            # a reuse buffer polls before every use. Only this thread dequeues, so the queue
+            # holds at least a batch from here to the dequeue.
+            return None
         try:
             batch = self.queue.dequeue(self.batch_size, self.batch_size, timeout)
         except TimeoutError:
