@@ -42,6 +42,9 @@ if not __import__("torch").cuda.is_available():
 if importlib.util.find_spec("Box2D") is None:
     CASES.append(("box2d missing", "beast.mono", ["--env", "LunarLander-v3"],
                   'pip install -e ".[box2d]"'))
+if importlib.util.find_spec("mujoco") is None:
+    CASES.append(("mujoco missing", "beast.mono", ["--env", "HalfCheetah-v5"],
+                  'pip install -e ".[mujoco]"'))
 
 
 @pytest.mark.parametrize("case,module,flags,says", CASES, ids=[c[0] for c in CASES])

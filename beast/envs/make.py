@@ -40,6 +40,7 @@ INSTALL_COMMANDS = {
     "minatar": "pip install --no-deps minatar",
     "envpool": 'pip install -e ".[envpool]"',
     "box2d": 'pip install -e ".[box2d]"',
+    "mujoco": 'pip install -e ".[mujoco]"',
 }
 _T = TypeVar("_T")
 
@@ -63,15 +64,21 @@ def _with_extra(load: Callable[[], _T], extra: str, env_id: str) -> _T:
 
 
 def _gym_make(env_id: str, name: str) -> gym.Env:
-    """gym.make, with Gymnasium's missing-dependency error as one line naming the install
-    command (the box2d envs' extra is Beast's `[box2d]`)."""
+    """gym.make, with a missing dependency as one line naming the install command (the box2d
+    envs' extra is Beast's `[box2d]`, the MuJoCo envs' `[mujoco]`)."""
     try:
         return gym.make(name)
-    except gym.error.DependencyNotInstalled as exc:
+    except (ImportError, gym.error.DependencyNotInstalled) as exc:
+        # Gymnasium reports box2d as DependencyNotInstalled; its MuJoCo envs may fail on a
+        # plain import (mujoco, imageio) first.
         entry_point = str(gym.spec(name).entry_point)
-        if "box2d" in entry_point:
-            raise MissingExtraError(f"environment {env_id!r} needs box2d, which is not installed; "
-                                    f"install it with `{INSTALL_COMMANDS['box2d']}`") from exc
+        extra = next((e for e in ("box2d", "mujoco") if e in entry_point), None)
+        if extra is not None:
+            raise MissingExtraError(f"environment {env_id!r} needs {extra}, which is not "
+                                    f"installed; install it with `{INSTALL_COMMANDS[extra]}`"
+                                    ) from exc
+        if isinstance(exc, ImportError):
+            raise
         raise MissingExtraError(f"environment {env_id!r} needs a package that is not installed: "
                                 f"{' '.join(str(exc).split())}") from exc
 
