@@ -7,6 +7,11 @@ policy entropy (valid: [0, ln 2]) and of the KL(mu || pi) diagnostic (valid: >= 
 --baseline it first runs the same budget with the old recipe (--clip-pg-rho 1) for comparison.
 
     python bench/long_cartpole.py [--steps 3e7] [--seed 0] [--baseline] [-- extra beast flags]
+
+A faster stress test of the same failure, a constant learning rate for 5M steps (the regime a
+long linear-decay budget stays in for millions of steps after CartPole is solved):
+
+    python bench/long_cartpole.py --steps 5e6 --seed 0 -- --lr-decay none
 """
 
 from __future__ import annotations
