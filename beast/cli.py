@@ -50,6 +50,9 @@ def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, 
                 parser.error(f"{saved} is not a run directory (no config.json)")
             base = Config.from_dict(json.loads(config_path.read_text()))
         config = config_from_args(args, base)
+        if resume and config.loss.loss != base.loss.loss:
+            parser.error(f"--loss cannot change on --resume: {resume} was trained with --loss "
+                         f"{base.loss.loss}, and its checkpoint holds that objective's state")
         check_env_config(config.env)
         if check is not None:
             check(config)

@@ -2,7 +2,9 @@
 
 Each group is the set of fields one component needs, so code takes the group it uses
 (the learner takes `LossConfig` and `OptimConfig`, the model `ModelConfig`), never the whole
-`Config`. Field docstrings are the single source of the command-line help.
+`Config`. Field docstrings are the single source of the command-line help. The loss groups
+(`LossConfig` and one group per loss: `ImpactConfig`, `VmpoConfig`) live in beast.loss_config
+and are re-exported here.
 
 The command line is built from these fields by beast.flags:
 
@@ -17,14 +19,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from beast._validate import ConfigError, _check
+from beast.loss_config import LOSSES, ImpactConfig, LossConfig, VmpoConfig
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message says which field and why."""
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+__all__ = ["LOSSES", "Config", "ConfigError", "EnvConfig", "EvalConfig", "ImpactConfig",
+           "LossConfig", "ModelConfig", "MonoConfig", "OptimConfig", "PolyConfig", "RunConfig",
+           "SyncConfig", "VmpoConfig", "check_mono"]
 
 
 @dataclasses.dataclass
@@ -87,61 +87,6 @@ class ModelConfig:
                f"--torso must be auto, mlp, nature or resnet (got {self.torso!r})")
         _check(self.model_factory is None or ":" in self.model_factory,
                f"--model-factory must be module:function (got {self.model_factory!r})")
-
-
-@dataclasses.dataclass
-class LossConfig:
-    objective: str = "impala"
-    """What the learner minimises (beast.objectives): impala (V-trace actor-critic)."""
-
-    discount: float = 0.99
-    """Discount factor gamma; terminations zero it, truncations do not."""
-
-    baseline_cost: float = 0.5
-    """Weight c_v of the value loss."""
-
-    entropy_cost: float = 0.01
-    """Weight c_e of the entropy bonus."""
-
-    clip_rho: float = 1.0
-    """V-trace rho-bar: truncation of the importance weight in the value targets."""
-
-    clip_pg_rho: float = 5.0
-    """V-trace rho-bar for the policy-gradient advantage. 5, not the paper's 1: truncating the
-    ~half of ratios just above 1 biases the gradient away from the behaviour policy whenever
-    the value overestimates (beast.algo.losses). It makes long CartPole runs collapse less
-    often, not never (bench/long_cartpole.py)."""
-
-    clip_c: float = 1.0
-    """V-trace c-bar: truncation of the trace-cutting coefficients."""
-
-    vtrace_lambda: float = 1.0
-    """V-trace lambda (1 = the paper's estimator; lower mixes in shorter returns)."""
-
-    reward_scale: float = 1.0
-    """Multiply rewards by this in the learner, before --reward-clip (e.g. 0.1 for Pendulum's
-    [-16, 0] rewards keeps value targets near 1); reported returns stay the env's."""
-
-    reward_clip: str = "none"
-    """Rewards as the learner sees them: none, abs_one (clamp to [-1, 1]; the usual Atari
-    setting) or soft (5*tanh(r/5)). Reported episode returns stay the true game returns."""
-
-    reduction: str = "mean"
-    """How loss terms reduce over time and batch: mean (default; the scale is independent of
-    T and B so learning rates transfer) or sum (TorchBeast's scale)."""
-
-    def __post_init__(self) -> None:
-        _check(self.objective in ("impala",), f"--objective must be impala (got {self.objective!r})")
-        _check(0.0 <= self.discount <= 1.0, f"--discount must be in [0, 1] (got {self.discount})")
-        for name in ("baseline_cost", "entropy_cost"):
-            _check(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be >= 0")
-        for name in ("clip_rho", "clip_pg_rho", "clip_c"):
-            _check(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0")
-        _check(0.0 <= self.vtrace_lambda <= 1.0, "--vtrace-lambda must be in [0, 1]")
-        _check(self.reduction in ("mean", "sum"), "--reduction must be mean or sum")
-        _check(self.reward_scale > 0, "--reward-scale must be > 0")
-        _check(self.reward_clip in ("none", "abs_one", "soft"),
-               f"--reward-clip must be none, abs_one or soft (got {self.reward_clip!r})")
 
 
 @dataclasses.dataclass
@@ -321,8 +266,8 @@ class PolyConfig:
         _check(self.net_spin_us >= 0, "--net-spin-us must be >= 0")
 
 
-_GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig,
-           "optim": OptimConfig, "run": RunConfig, "mono": MonoConfig, "eval": EvalConfig,
+_GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig, "impact": ImpactConfig,
+           "vmpo": VmpoConfig, "optim": OptimConfig, "run": RunConfig, "mono": MonoConfig, "eval": EvalConfig,
            "sync": SyncConfig, "poly": PolyConfig}
 
 
@@ -333,6 +278,8 @@ class Config:
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    impact: ImpactConfig = dataclasses.field(default_factory=ImpactConfig)
+    vmpo: VmpoConfig = dataclasses.field(default_factory=VmpoConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     mono: MonoConfig = dataclasses.field(default_factory=MonoConfig)
@@ -347,6 +294,10 @@ class Config:
     def from_dict(cls, data: dict[str, dict[str, Any]]) -> "Config":
         unknown = set(data) - set(_GROUPS)
         _check(not unknown, f"unknown config groups {sorted(unknown)}")
+        loss = data.get("loss", {})
+        if "objective" in loss:  # saved before the field (and flag) was renamed to --loss
+            data = {**data, "loss": {("loss" if k == "objective" else k): v
+                                     for k, v in loss.items()}}
         return cls(**{name: _GROUPS[name](**data.get(name, {})) for name in _GROUPS})
 
     @property

@@ -88,7 +88,9 @@ def _add_field(group: argparse._ArgumentGroup, field: dataclasses.Field, hint: A
 
 
 _GROUP_TITLES = {
-    "env": "environment", "model": "model", "loss": "objective and loss", "optim": "optimiser",
+    "env": "environment", "model": "model", "loss": "objective and loss (every --loss)",
+    "impact": "IMPACT (--loss impact; ignored otherwise)",
+    "vmpo": "V-MPO (--loss vmpo; ignored otherwise)", "optim": "optimiser",
     "run": "run control", "mono": "MonoBeast runtime", "eval": "evaluation (--eval)",
     "sync": "weight synchronisation", "poly": "PolyBeast runtime",
 }

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from beast.config import OptimConfig
-from beast.objectives.impala import transition_mask
+from beast.objectives.base import model_inputs, transition_mask
 
 
 def build_optimizer(params: Any, config: OptimConfig) -> torch.optim.Optimizer:
@@ -80,7 +80,10 @@ class Learner:
         self.dist = model.dist
         self.optim_config = optim
         self.total_steps = total_steps
-        self.parameters = [*self.model.parameters(), *self.objective.parameters()]
+        # The objective's own parameters (e.g. V-MPO's duals) are optimised with the model's;
+        # its frozen target networks (requires_grad False) are not.
+        self.parameters = [p for p in (*self.model.parameters(), *self.objective.parameters())
+                           if p.requires_grad]
         self.optimizer = build_optimizer(self.parameters, optim)
         self.version = 0
 
@@ -93,11 +96,7 @@ class Learner:
         """One optimiser step on a [T+1, B] batch."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         _check_batch(batch)
-        # A recurrent model replays the unroll from the state its actor had at step 0; the
-        # steps' own end flags clear the state where episodes end (beast.models.core).
-        done = batch["terminated"] | batch["truncated"]
-        core_state = batch["core_state"][0] if "core_state" in batch else None
-        output = self.model(batch["obs"], core_state, done)
+        output = self.model(*model_inputs(batch))  # recurrent: replayed from the actor's state
         result = self.objective(output, batch)
         if not torch.isfinite(result.loss):
             parts = [f"{name} = {float(value)}" for name, value in result.metrics.items()

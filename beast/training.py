@@ -10,6 +10,7 @@ Call loop::
     exit_code, started = run_training(config, run_dir, make_source, build_env_model(config),
                                       state=None)
         source = make_source(model, spaces..., generation, log)   # actors start
+        objective = build_objective(config.loss, model, ...)     # --loss impala|impact|vmpo
         learner = Learner(model, objective, ...)
         while source's env steps < budget and no signal:
             batch = source.next_batch(timeout)                 # a Batch, or None
@@ -232,8 +233,11 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
         # Actors start first: their start-up overlaps the learner's (the first optimiser
         # built in a process imports torch._dynamo, over a second here).
         source = make_source(model, obs_space, action_space, stats.resumes, logger.message)
-        learner = Learner(model, build_objective(config.loss, model.dist), config.optim,
-                          config.run.total_steps, config.run.device)
+        # REUSE (IMPACT): with --loss impact, beast.reuse.ReuseBuffer(source, capacity, max_uses)
+        # wraps `source` here, sized by config.impact.reuse_buffer_size / reuse_max_uses.
+        objective = build_objective(config.loss, model, impact=config.impact, vmpo=config.vmpo)
+        learner = Learner(model, objective, config.optim, config.run.total_steps,
+                          config.run.device)
         if state is not None:
             learner.load_state_dict(state["learner"])
             set_rng_state(state["rng"])

@@ -39,7 +39,7 @@ def single_core_limit(seconds: float) -> float:
     config = Config(env=EnvConfig(num_envs=64), run=RunConfig(num_actors=0))
     envs = make_vector_env(config.env.env, config.env.num_envs)
     model = build_model(envs.single_observation_space, envs.single_action_space, config.model)
-    learner = Learner(model, build_objective(config.loss, model.dist), config.optim,
+    learner = Learner(model, build_objective(config.loss, model), config.optim,
                       total_steps=10**9)
     worker = UnrollWorker(envs, model, config.run.unroll_length, seed=0)
     slot = RolloutSpec.build(envs.single_observation_space, model

@@ -10,7 +10,7 @@ from beast.cli import run_cli
 from beast.config import Config, check_mono
 
 DESCRIPTION = ("MonoBeast: IMPALA on one machine. Actor processes step batches of Gymnasium "
-               "envs into shared memory; the learner trains with V-trace.")
+               "envs into shared memory; the learner trains with --loss impala, impact or vmpo.")
 
 
 def make_source(config: Config) -> Callable[..., Any]:

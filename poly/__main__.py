@@ -14,7 +14,8 @@ from beast.cli import run_cli
 from beast.config import Config
 
 DESCRIPTION = ("PolyBeast: IMPALA with environments in env server processes, a C++ actor pool "
-               "and central batched inference.")
+               "and central batched inference; the learner trains with --loss impala, impact or "
+               "vmpo.")
 
 
 def make_source(config: Config) -> Callable[..., Any]:

@@ -30,7 +30,7 @@ def extra_config(num_actors: int) -> Config:
 
 def first_batch(source_class, config: Config) -> dict[str, torch.Tensor]:
     model, obs_space, action_space = build_env_model(config)
-    learner = Learner(model, build_objective(config.loss, model.dist), config.optim, 10**6)
+    learner = Learner(model, build_objective(config.loss, model), config.optim, 10**6)
     if source_class.__name__ == "SerialSource":
         source = source_class(config, model, obs_space, action_space, 0)
     else:

@@ -1,28 +1,41 @@
 """Objectives: what the learner minimises, given the model's outputs on a batch.
 
 An objective is an `nn.Module` called as `objective(output, batch)` with the model's
-`AgentOutput` over a [T+1, B] batch; it returns an `ObjectiveResult` (the scalar loss and its
-metrics). It owns whatever else it needs (target networks, dual variables): its parameters
-are optimised with the model's, and its state_dict goes into checkpoints.
+`AgentOutput` over a [T+1, B] batch, once per learner step; it returns an `ObjectiveResult`
+(the scalar loss and its metrics). It owns whatever else it needs (target networks, dual
+variables, step counters): its trainable parameters are optimised with the model's, its frozen
+target networks are not, and its whole state_dict goes into checkpoints.
 
-    objective = build_objective(config.loss, model.dist)
+    objective = build_objective(config.loss, model, impact=config.impact, vmpo=config.vmpo)
     learner = Learner(model, objective, config.optim, ...)    # beast.learner
+
+- impala: `ImpalaObjective` (V-trace actor-critic; no state).
+- impact: `ImpactObjective` (target network, step counter, adaptive KL coefficient).
+- vmpo:   `VmpoObjective` (pi_old target network, step counter, learned duals).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from beast.config import LossConfig
-from beast.distributions import ActionDistribution
+from beast.loss_config import ImpactConfig, LossConfig, VmpoConfig
 from beast.objectives.base import ObjectiveResult
+from beast.objectives.impact import ImpactObjective
 from beast.objectives.impala import ImpalaObjective
+from beast.objectives.vmpo import VmpoObjective
 
-__all__ = ["ImpalaObjective", "ObjectiveResult", "build_objective"]
+__all__ = ["ImpactObjective", "ImpalaObjective", "ObjectiveResult", "VmpoObjective",
+           "build_objective"]
 
 
-def build_objective(config: LossConfig, dist: ActionDistribution) -> nn.Module:
-    """The objective named by `config.objective` for a policy with distribution `dist`."""
-    if config.objective == "impala":
-        return ImpalaObjective(config, dist)
-    raise ValueError(f"unknown objective {config.objective!r}")
+def build_objective(config: LossConfig, model: nn.Module, *, impact: ImpactConfig | None = None,
+                    vmpo: VmpoConfig | None = None) -> nn.Module:
+    """The objective `config.loss` names, for the online `model` the learner will train (the
+    objectives with target networks copy it). The groups of the other losses are not read."""
+    if config.loss == "impala":
+        return ImpalaObjective(config, model.dist)
+    if config.loss == "impact":
+        return ImpactObjective(config, impact or ImpactConfig(), model)
+    if config.loss == "vmpo":
+        return VmpoObjective(config, vmpo or VmpoConfig(), model)
+    raise ValueError(f"unknown loss {config.loss!r}")

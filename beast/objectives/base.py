@@ -1,10 +1,16 @@
-"""What every objective returns."""
+"""What every objective returns, and the pieces the objectives share: the model's inputs for
+a batch, the learner's view of rewards, and frozen target copies of the model."""
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
+from torch import nn
+
+from beast.algo.losses import clip_rewards
+from beast.loss_config import LossConfig
 
 
 class ObjectiveResult(NamedTuple):
@@ -12,3 +18,50 @@ class ObjectiveResult(NamedTuple):
     """Scalar to minimise (with grad)."""
     metrics: dict[str, torch.Tensor]
     """Scalar diagnostics (no grad), logged as they are named, e.g. "loss/pg"."""
+
+
+def model_inputs(batch: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(obs, core_state, done) for `model(*model_inputs(batch))` on a [T+1, B] batch: how the
+    learner runs the online net and the objectives their target nets. A recurrent model
+    replays the unroll from the state its actor had at step 0; the steps' own end flags clear
+    the state where episodes end (beast.models.core)."""
+    done = batch["terminated"] | batch["truncated"]
+    core_state = batch["core_state"][0] if "core_state" in batch else None
+    return batch["obs"], core_state, done
+
+
+def transition_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[T, B]: transition t is real only if o_t did not end an episode (with next-step
+    autoreset the action taken at a final observation is ignored by the env)."""
+    return ~(batch["terminated"][:-1] | batch["truncated"][:-1])
+
+
+def learner_rewards(batch: dict[str, torch.Tensor], config: LossConfig
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rewards, discounts) [T, B] as every loss sees them: scaled by --reward-scale, then
+    clipped by --reward-clip; the discount is zeroed by termination, not by truncation."""
+    rewards = clip_rewards(config.reward_scale * batch["reward"][1:], config.reward_clip)
+    return rewards, config.discount * (~batch["terminated"][1:]).float()
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` for a target network: its parameters do not require grad, so the
+    learner's optimiser (which takes the parameters that do) never updates it, while it is
+    still a submodule: it moves with `.to(device)` and is part of the objective's state_dict
+    (checkpoints, --resume)."""
+    target = copy.deepcopy(model)
+    target.requires_grad_(False)
+    return target
+
+
+def hard_update(target: nn.Module, online: nn.Module) -> None:
+    """Copy the online net's weights into the target net (in place; still frozen)."""
+    target.load_state_dict(online.state_dict())
+
+
+def keep_online(objective: nn.Module, model: nn.Module) -> None:
+    """Give `objective` a reference to the online model, `objective.online`, without making
+    it a submodule: the learner optimises and checkpoints the model already, and a submodule
+    would be optimised and checkpointed twice."""
+    object.__setattr__(objective, "online", model)

@@ -13,17 +13,11 @@ import math
 import torch
 from torch import nn
 
-from beast.algo.losses import clip_rewards, impala_loss
-from beast.config import LossConfig
+from beast.algo.losses import impala_loss
 from beast.distributions import ActionDistribution
+from beast.loss_config import LossConfig
 from beast.models.agent import AgentOutput
-from beast.objectives.base import ObjectiveResult
-
-
-def transition_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[T, B]: transition t is real only if o_t did not end an episode (with next-step
-    autoreset the action taken at a final observation is ignored by the env)."""
-    return ~(batch["terminated"][:-1] | batch["truncated"][:-1])
+from beast.objectives.base import ObjectiveResult, learner_rewards, transition_mask
 
 
 class ImpalaObjective(nn.Module):
@@ -39,14 +33,15 @@ class ImpalaObjective(nn.Module):
         valid = transition_mask(batch)
         params = output.policy_params[:-1]
         actions = batch["action"][:-1]
+        rewards, discounts = learner_rewards(batch, cfg)
         loss = impala_loss(
             target_log_probs=self.dist.log_prob(params, actions),
             behaviour_log_probs=self.dist.log_prob(batch["policy_params"][:-1], actions),
             entropy=self.dist.entropy(params),
             values=output.baseline[:-1],
             bootstrap_value=output.baseline[-1].detach(),
-            rewards=clip_rewards(cfg.reward_scale * batch["reward"][1:], cfg.reward_clip),
-            discounts=cfg.discount * (~batch["terminated"][1:]).float(),
+            rewards=rewards,
+            discounts=discounts,
             valid=valid,
             baseline_cost=cfg.baseline_cost,
             entropy_cost=cfg.entropy_cost,

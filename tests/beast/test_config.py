@@ -6,12 +6,13 @@ import dataclasses
 
 import pytest
 
-from beast.config import (Config, ConfigError, EnvConfig, EvalConfig, LossConfig, ModelConfig,
-                          MonoConfig, OptimConfig, PolyConfig, RunConfig, SyncConfig, check_mono)
+from beast.config import (Config, ConfigError, EnvConfig, EvalConfig, ImpactConfig, LossConfig,
+                          ModelConfig, MonoConfig, OptimConfig, PolyConfig, RunConfig, SyncConfig,
+                          VmpoConfig, check_mono)
 from beast.flags import build_parser, config_from_args, field_docs
 
-GROUPS = (EnvConfig, ModelConfig, LossConfig, OptimConfig, RunConfig, MonoConfig, EvalConfig,
-          SyncConfig, PolyConfig)
+GROUPS = (EnvConfig, ModelConfig, LossConfig, ImpactConfig, VmpoConfig, OptimConfig, RunConfig,
+          MonoConfig, EvalConfig, SyncConfig, PolyConfig)
 
 
 @pytest.mark.parametrize("cls", GROUPS)
@@ -54,6 +55,14 @@ def test_json_round_trip() -> None:
     (lambda: EnvConfig(num_envs=0), "--num-envs must be >= 1"),
     (lambda: LossConfig(discount=1.5), "--discount must be in"),
     (lambda: LossConfig(reduction="max"), "--reduction"),
+    (lambda: LossConfig(loss="ppo"), "--loss must be impala, impact or vmpo"),
+    (lambda: ImpactConfig(impact_clip_epsilon=0), "--impact-clip-epsilon must be > 0"),
+    (lambda: ImpactConfig(impact_target_period=0), "--impact-target-period must be >= 1"),
+    (lambda: ImpactConfig(impact_kl_coef=-1), "--impact-kl-coef must be >= 0"),
+    (lambda: ImpactConfig(reuse_max_uses=0), "--reuse-max-uses must be >= 1"),
+    (lambda: VmpoConfig(vmpo_alpha_init=0), "--vmpo-alpha-init must be > 0"),
+    (lambda: VmpoConfig(vmpo_epsilon_alpha_sigma=-1e-5), "--vmpo-epsilon-alpha-sigma must be > 0"),
+    (lambda: VmpoConfig(vmpo_target_period=0), "--vmpo-target-period must be >= 1"),
     (lambda: OptimConfig(learning_rate=-1), "--learning-rate must be > 0"),
     (lambda: ModelConfig(activation="gelu"), "--activation"),
     (lambda: RunConfig(device="tpu"), "--device"),
@@ -63,6 +72,21 @@ def test_json_round_trip() -> None:
 def test_invalid_values_are_rejected_with_reasons(make, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_each_loss_has_its_own_help_group_and_old_configs_name_the_loss() -> None:
+    help_text = build_parser("test").format_help()
+    assert "IMPACT (--loss impact; ignored otherwise)" in help_text
+    assert "V-MPO (--loss vmpo; ignored otherwise)" in help_text
+    assert "--objective" not in help_text
+    args = build_parser("test").parse_args(["--loss", "vmpo", "--vmpo-eta-init", "2",
+                                            "--reuse-buffer-size", "16"])
+    config = config_from_args(args)
+    assert (config.loss.loss, config.vmpo.vmpo_eta_init) == ("vmpo", 2.0)
+    assert config.impact.reuse_buffer_size == 16
+    # a config.json saved before the field was renamed (objective -> loss) still loads
+    old = Config.from_dict({"loss": {"objective": "impala", "discount": 0.9}})
+    assert old.loss == LossConfig(loss="impala", discount=0.9)
 
 
 def test_unknown_group_is_rejected() -> None:

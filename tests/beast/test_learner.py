@@ -38,7 +38,7 @@ def counting_batch(version: int = 0) -> dict[str, torch.Tensor]:
 def make_learner(optimizer: str = "adam", **optim) -> Learner:
     torch.manual_seed(0)
     model = build_model(OBS_SPACE, ACTION_SPACE, MODEL)
-    return Learner(model, build_objective(LossConfig(), model.dist),
+    return Learner(model, build_objective(LossConfig(), model),
                    OptimConfig(optimizer=optimizer, **optim), total_steps=10_000)
 
 

@@ -155,7 +155,7 @@ def test_learner_feeds_the_loss_the_actors_outputs(monkeypatch) -> None:
         return original(**kwargs)
 
     monkeypatch.setattr(beast.objectives.impala, "impala_loss", capture)
-    objective = build_objective(LossConfig(), model.dist)
+    objective = build_objective(LossConfig(), model)
     outputs = []
 
     def objective_inputs(output, batch):

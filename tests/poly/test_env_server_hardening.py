@@ -365,7 +365,7 @@ def test_the_launcher_hands_its_token_to_the_servers_it_starts_and_to_the_pool(m
         from beast.learner import Learner
         from beast.objectives import build_objective
 
-        source.publish_weights(Learner(model, build_objective(config.loss, model.dist),
+        source.publish_weights(Learner(model, build_objective(config.loss, model),
                                        config.optim, 10**6))
         assert wait_for(lambda: source.next_batch(timeout=0.5) is not None, timeout=30)
         with pytest.raises(PermissionError, match="sent no token"):  # the server asks for it

@@ -53,7 +53,7 @@ def test_same_batch_same_loss_in_mono_and_poly(monkeypatch) -> None:
     spec = RolloutSpec.build(envs.single_observation_space, model)
 
     def learner() -> Learner:
-        return Learner(copy.deepcopy(model), build_objective(config.loss, model.dist),
+        return Learner(copy.deepcopy(model), build_objective(config.loss, model),
                        config.optim, 10**6)
 
     source = PolySource(config, copy.deepcopy(model), envs.single_observation_space,
@@ -162,3 +162,16 @@ def test_sync_controller_gates_the_inference_model_copy(run_dir: Path, mode: str
         assert lag_max <= 8 + 4
     else:
         assert 1 <= syncs < steps and row["aps/trigger_kl"] + row["aps/trigger_lag"] == syncs - 1
+
+
+@pytest.mark.parametrize("loss, own", [("impact", "target.baseline.weight"),
+                                       ("vmpo", "raw_eta")])
+def test_poly_trains_with_the_other_losses(run_dir: Path, loss: str, own: str) -> None:
+    """The objective is built by the shared training driver, so PolyBeast gets every --loss."""
+    result = run_cli("beast.poly", *FAST, "--loss", loss, "--total-steps", "4000",
+                     "--savedir", str(run_dir.parent), "--run-name", run_dir.name, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    learner = torch.load(run_dir / "checkpoint.pt", weights_only=True)["learner"]
+    assert own in learner["objective"] and int(learner["objective"]["steps"]) == learner["version"]
+    with (run_dir / "logs.csv").open(newline="") as f:
+        assert any(name.startswith(f"{loss}/") for name in next(csv.DictReader(f)))
