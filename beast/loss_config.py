@@ -99,7 +99,7 @@ class ImpactConfig:
 
     reuse_buffer_size: int = 4
     """N: batches held in IMPACT's circular reuse buffer (the spec's continuous-control setting
-    is 16). Until the buffer (beast/reuse.py) is wired in, only the target period reads it."""
+    is 16); beast.replay.ReuseBuffer."""
 
     reuse_max_uses: int = 2
     """K: learner steps each batch may be used for before eviction (continuous: 20)."""

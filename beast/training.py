@@ -49,6 +49,7 @@ from beast.learner import Learner, NonFiniteError
 from beast.logger import RunLogger
 from beast.models.factory import build_configured_model
 from beast.objectives import build_objective
+from beast.replay import ReuseBuffer
 from beast.rollout import Batch, EpisodeCounter
 from beast.sync import SyncDriver
 
@@ -233,8 +234,9 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
         # Actors start first: their start-up overlaps the learner's (the first optimiser
         # built in a process imports torch._dynamo, over a second here).
         source = make_source(model, obs_space, action_space, stats.resumes, logger.message)
-        # REUSE (IMPACT): with --loss impact, beast.reuse.ReuseBuffer(source, capacity, max_uses)
-        # wraps `source` here, sized by config.impact.reuse_buffer_size / reuse_max_uses.
+        if config.loss.loss == "impact":  # IMPACT reuses each batch up to K times
+            source = ReuseBuffer(source, config.impact.reuse_buffer_size,
+                                 config.impact.reuse_max_uses)
         objective = build_objective(config.loss, model, impact=config.impact, vmpo=config.vmpo)
         learner = Learner(model, objective, config.optim, config.run.total_steps,
                           config.run.device)

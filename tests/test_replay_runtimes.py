@@ -38,7 +38,7 @@ def test_a_buffered_batch_keeps_its_content(runtime: str) -> None:
                                   batch_size=B),
                     mono=MonoConfig(slots_per_actor=B + 1))
     model, obs_space, action_space = build_env_model(config)
-    learner = Learner(model, build_objective(config.loss, model.dist), config.optim, 10**6)
+    learner = Learner(model, build_objective(config.loss, model), config.optim, 10**6)
     # Serial: each batch is used K times before the next is acted. Parallel: the buffer never
     # empties, so batches are reused while the actors write new ones.
     max_uses = 2 if runtime == "serial" else 1000
