@@ -4,7 +4,7 @@ a batch, the learner's view of rewards, and frozen target copies of the model.""
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -43,6 +43,15 @@ def learner_rewards(batch: dict[str, torch.Tensor], config: LossConfig
     clipped by --reward-clip; the discount is zeroed by termination, not by truncation."""
     rewards = clip_rewards(config.reward_scale * batch["reward"][1:], config.reward_clip)
     return rewards, config.discount * (~batch["terminated"][1:]).float()
+
+
+def vtrace_settings(config: LossConfig) -> dict[str, Any]:
+    """The keyword arguments IMPALA and IMPACT both pass their loss from the shared group:
+    term weights, V-trace clips and lambda, and the reduction."""
+    return {"baseline_cost": config.baseline_cost, "entropy_cost": config.entropy_cost,
+            "clip_rho_threshold": config.clip_rho, "clip_c_threshold": config.clip_c,
+            "clip_pg_rho_threshold": config.clip_pg_rho, "lambda_": config.vtrace_lambda,
+            "reduction": config.reduction}
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

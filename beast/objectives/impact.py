@@ -37,7 +37,8 @@ from beast.algo.losses import _reduce
 from beast.loss_config import ImpactConfig, LossConfig
 from beast.models.agent import AgentOutput
 from beast.objectives.base import (ObjectiveResult, frozen_copy, hard_update, keep_online,
-                                   learner_rewards, model_inputs, transition_mask)
+                                   learner_rewards, model_inputs, transition_mask,
+                                   vtrace_settings)
 
 KL_COEF_RANGE = (1e-6, 1e6)
 """The adaptive coefficient stays within this range: halving a float without a floor reaches
@@ -82,15 +83,9 @@ class ImpactObjective(nn.Module):
             valid=valid,
             kl=kl if penalised else None,
             kl_coef=self.kl_coef.to(params.dtype),
-            baseline_cost=cfg.baseline_cost,
-            entropy_cost=cfg.entropy_cost,
             clip_epsilon=impact.impact_clip_epsilon,
             clip_is_threshold=impact.impact_clip_is,
-            clip_rho_threshold=cfg.clip_rho,
-            clip_c_threshold=cfg.clip_c,
-            clip_pg_rho_threshold=cfg.clip_pg_rho,
-            lambda_=cfg.vtrace_lambda,
-            reduction=cfg.reduction,
+            **vtrace_settings(cfg),
         )
         mean_kl = _reduce(kl.detach(), valid, "mean")
         metrics = {

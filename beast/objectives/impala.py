@@ -17,7 +17,8 @@ from beast.algo.losses import impala_loss
 from beast.distributions import ActionDistribution
 from beast.loss_config import LossConfig
 from beast.models.agent import AgentOutput
-from beast.objectives.base import ObjectiveResult, learner_rewards, transition_mask
+from beast.objectives.base import (ObjectiveResult, learner_rewards, transition_mask,
+                                   vtrace_settings)
 
 
 class ImpalaObjective(nn.Module):
@@ -43,13 +44,7 @@ class ImpalaObjective(nn.Module):
             rewards=rewards,
             discounts=discounts,
             valid=valid,
-            baseline_cost=cfg.baseline_cost,
-            entropy_cost=cfg.entropy_cost,
-            clip_rho_threshold=cfg.clip_rho,
-            clip_pg_rho_threshold=cfg.clip_pg_rho,
-            clip_c_threshold=cfg.clip_c,
-            lambda_=cfg.vtrace_lambda,
-            reduction=cfg.reduction,
+            **vtrace_settings(cfg),
         )
         rho_clipped = (loss.log_rhos > math.log(cfg.clip_rho))[valid]
         metrics = {
