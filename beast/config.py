@@ -94,14 +94,21 @@ class OptimConfig:
     optimizer: str = "adam"
     """adam or rmsprop."""
 
-    learning_rate: float = 2e-3
-    """Initial learning rate; see --lr-decay."""
+    learning_rate: float = 8e-3
+    """Initial learning rate; see --lr-decay. Tuned with --epsilon 1e-2: with Adam's usual
+    1e-5, use about 2e-3."""
 
     lr_decay: str = "linear"
     """linear: decay the learning rate to zero at --total-steps; none: keep it constant."""
 
-    epsilon: float = 1e-5
-    """Optimiser epsilon (Adam eps or RMSprop eps)."""
+    epsilon: float = 1e-2
+    """Optimiser epsilon (Adam eps or RMSprop eps). Large on purpose, as in IMPALA's and
+    TorchBeast's RMSprop (0.01): with eps far below a weight's gradient RMS, Adam scales every
+    update to about the learning rate however weak the signal, so once a task is solved and
+    the advantages shrink to noise, the policy still takes full-size random steps (plus the
+    entropy bonus) until it falls off a cliff: long CartPole runs collapsed to a return of 9.
+    With eps above the gradient RMS the step shrinks with the gradient (momentum SGD at
+    about lr / eps). bench/long_cartpole.py measures it."""
 
     rmsprop_alpha: float = 0.99
     """RMSprop smoothing constant."""

@@ -38,7 +38,8 @@ class LossConfig:
     """V-trace rho-bar for the policy-gradient advantage (impala, impact). 5, not the paper's
     1: truncating the ~half of ratios just above 1 biases the gradient away from the behaviour
     policy whenever the value overestimates (beast.algo.losses). It makes long CartPole runs
-    collapse less often, not never (bench/long_cartpole.py)."""
+    collapse less often; the optimiser's large epsilon (beast.config.OptimConfig) does the
+    rest (bench/long_cartpole.py)."""
 
     clip_c: float = 1.0
     """V-trace c-bar: truncation of the trace-cutting coefficients (impala, impact)."""

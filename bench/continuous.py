@@ -29,7 +29,7 @@ from mono_cartpole import run_mono  # noqa: E402  (same folder's helpers)
 
 RECIPE = ["--env", "Pendulum-v1", "--num-envs", "16", "--unroll-length", "16",
           "--reward-scale", "0.1", "--discount", "0.95", "--entropy-cost", "0",
-          "--learning-rate", "1e-3", "--hidden-sizes", "64", "64"]
+          "--learning-rate", "1e-3", "--epsilon", "1e-5", "--hidden-sizes", "64", "64"]
 TARGET = -400.0
 
 

@@ -4,7 +4,8 @@ Runs MonoBeast on CartPole-v1 for --steps (default 30M, the budget that used to 
 return of 9 with the old recipe) and prints, from its log rows: where the mean-100 return
 first reached 475, its minimum and the share of rows >= 450 after that, and the ranges of the
 policy entropy (valid: [0, ln 2]) and of the KL(mu || pi) diagnostic (valid: >= 0). With
---baseline it first runs the same budget with the old recipe (--clip-pg-rho 1) for comparison.
+--baseline it first runs the same budget with the old recipe (the paper's rho-bar_pg = 1 and
+Adam's usual lr 2e-3, eps 1e-5) for comparison.
 
     python bench/long_cartpole.py [--steps 3e7] [--seed 0] [--baseline] [-- extra beast flags]
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from mono_cartpole import run_mono  # same folder's helpers
 
-OLD_RECIPE = ["--clip-pg-rho", "1"]
+OLD_RECIPE = ["--clip-pg-rho", "1", "--learning-rate", "2e-3", "--epsilon", "1e-5"]
 
 
 def summarise(label: str, rows: list[dict[str, float]], elapsed: float) -> None:

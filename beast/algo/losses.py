@@ -18,7 +18,8 @@ the update pushes pi further from mu in the direction it already moved, a feedba
 ends in a deterministic policy whose gradients vanish. With pi ~ mu half the ratios sit just
 above 1, so rho_bar_pg = 1 (the paper's) engages that bias on every batch; Beast's default 5
 truncates only the rare large ratios. This is one cause of the long-run CartPole collapse,
-not the only one: with 5, 30M-step runs still collapse on some seeds (bench/long_cartpole.py).
+not the only one: with 5 and Adam's usual eps 1e-5, 30M-step runs still collapsed on some
+seeds. The other is the optimiser's scale invariance (beast.config.OptimConfig.epsilon).
 
 Masking. A mask [T, B] (bool, True = count it) removes entries from every term. They are
 selected away with `torch.where` rather than multiplied by 0, so a NaN or inf there cannot
