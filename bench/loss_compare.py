@@ -63,7 +63,7 @@ TASKS = {
                      per_loss=(("vmpo", ("--learning-rate", "3e-3")),)),  # README's recipe
     "minatar": Task("MinAtar/Breakout-v1", 2e6, ("--num-envs", "32", "--unroll-length", "20"),
                     needs="minatar"),
-    "halfcheetah": Task("HalfCheetah-v5", 2e6, ("--num-envs", "16", "--unroll-length", "32",
+    "halfcheetah": Task("HalfCheetah-v5", 1e6, ("--num-envs", "16", "--unroll-length", "32",
                                                 "--reward-scale", "0.1", "--entropy-cost", "0",
                                                 "--learning-rate", "3e-4", "--epsilon", "1e-5",
                                                 "--hidden-sizes", "256", "256"), needs="mujoco"),

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from beast.acting import UnrollWorker
 from beast.config import LossConfig, ModelConfig, OptimConfig
 from beast.envs import make_vector_env
-from beast.learner import Learner, linear_decay
+from beast.learner import Learner, build_optimizer, linear_decay
 from beast.models import build_model
 from beast.objectives import build_objective
 from beast.rollout import EpisodeCounter, RolloutSpec
@@ -143,3 +145,27 @@ def test_state_dict_round_trip_continues_identically() -> None:
     assert second.version == first.version == 2
     for a, b in zip(first.model.parameters(), second.model.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def adam_steps(epsilon: float, gradient_rms: float, steps: int = 20) -> float:
+    """Distance a weight moves after `steps` updates with a constant gradient of that size,
+    under the default optimiser with the given epsilon."""
+    weight = nn.Parameter(torch.zeros(1000))
+    optimizer = build_optimizer([weight], dataclasses.replace(OptimConfig(), epsilon=epsilon))
+    for _ in range(steps):
+        optimizer.zero_grad()
+        weight.grad = torch.full_like(weight, gradient_rms)
+        optimizer.step()
+    return weight.detach().abs().mean().item()
+
+
+def test_the_default_optimiser_steps_shrink_with_a_weak_gradient() -> None:
+    """The long-run CartPole collapse (bench/long_cartpole.py): once a task is solved the
+    advantages are noise and the weights' gradient RMS falls to ~1e-3. With eps 1e-5, Adam
+    moves a weight as far on a gradient 100 times weaker, so a solved policy keeps taking
+    full-size steps; the default eps makes the step follow the signal."""
+    default = OptimConfig().epsilon
+    strong, weak = adam_steps(default, 1e-3), adam_steps(default, 1e-5)
+    assert weak < strong / 50
+    usual_strong, usual_weak = adam_steps(1e-5, 1e-3), adam_steps(1e-5, 1e-5)
+    assert usual_weak > usual_strong / 3  # what went wrong: Adam's scale invariance
