@@ -17,6 +17,7 @@ from typing import Any
 _PUBLIC = {
     "AgentOutput": "beast.models",
     "Batch": "beast.rollout",
+    "BatchError": "beast.batch_contract",
     "Categorical": "beast.distributions",
     "DiagGaussian": "beast.distributions",
     "EpisodeCounter": "beast.rollout",
@@ -26,6 +27,7 @@ _PUBLIC = {
     "ImpalaObjective": "beast.objectives",
     "MonoConfig": "beast.config",
     "MultiDiscrete": "beast.distributions",
+    "NonFiniteError": "beast.learner",
     "StepResult": "beast.learner",
     "SyncDriver": "beast.sync",
     "UnrollWorker": "beast.acting",

@@ -15,15 +15,20 @@ Call loop (beast.training, both runtimes)::
 
 `env_steps` is the run's env-step count as the source counted it (beast.rollout.EpisodeCounter):
 the LR schedule follows the data produced, not the number of times a batch was used.
+`Learner.step` lists the batch keys it reads; a batch that breaks that contract, or a step that
+raises for any reason, leaves the learner as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
+from beast.batch_contract import as_tensors, check_learner_batch, learner_fields
 from beast.config import OptimConfig
 from beast.objectives.base import model_inputs, transition_mask
 
@@ -52,6 +57,23 @@ def _check_batch(batch: dict[str, torch.Tensor]) -> None:
             where = torch.nonzero(~torch.isfinite(value))[0].tolist()
             raise NonFiniteError(f"env {key} is not finite (at [t, env, ...] = {where} of the "
                                  "batch): the environment returned it")
+
+
+def _buffers(objective: Any) -> dict[str, torch.Tensor]:
+    """Copies of the objective's buffers: its step counters and coefficients, all a failed step
+    may have moved. (Its target copy, taken when the counter says so, is of the online weights,
+    which a failed step leaves alone, so the retry takes the same copy.)"""
+    if not isinstance(objective, nn.Module):
+        return {}
+    return {name: buffer.clone() for name, buffer in objective.named_buffers()}
+
+
+def _restore(objective: Any, saved: dict[str, torch.Tensor]) -> None:
+    if saved:
+        buffers = dict(objective.named_buffers())
+        with torch.no_grad():
+            for name, value in saved.items():
+                buffers[name].copy_(value)
 
 
 class StepResult(NamedTuple):
@@ -86,16 +108,64 @@ class Learner:
                            if p.requires_grad]
         self.optimizer = build_optimizer(self.parameters, optim)
         self.version = 0
+        self.batch_fields = learner_fields(model)  # what step() checks a batch against
 
     def learning_rate(self, env_steps: int) -> float:
+        """The rate for the run's `env_steps` (the unit of `total_steps`; see `step`)."""
         if self.optim_config.lr_decay == "none":
             return self.optim_config.learning_rate
         return linear_decay(self.optim_config.learning_rate, env_steps / self.total_steps)
 
-    def step(self, batch: dict[str, torch.Tensor], env_steps: int) -> StepResult:
-        """One optimiser step on a [T+1, B] batch."""
+    def step(self, batch: Mapping[str, torch.Tensor | np.ndarray], env_steps: int) -> StepResult:
+        """One optimiser step on a [T+1, B] batch: the metrics and the per-step drift.
+
+        `batch` maps keys to torch tensors or NumPy arrays (wrapped without a copy), laid out
+        time-major as beast.rollout stores unrolls: step 0 repeats the previous unroll's last,
+        and transition t is (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}). Read here and by
+        the objectives (beast.objectives)::
+
+            key             shape                              dtype
+            obs             [T+1, B, *model.obs_shape]         the env's (float32, uint8, ...)
+            reward          [T+1, B]                           float32 (row 0 unused)
+            terminated      [T+1, B]                           bool: stops bootstrapping
+            truncated       [T+1, B]                           bool: bootstraps
+            action          [T+1, B, *dist.action_shape]       dist.action_dtype (row T unused)
+            policy_params   [T+1, B, dist.param_size]          float32: mu (row T unused)
+            policy_version  [T+1, B]                           int64 (row T unused)
+            core_state      [T+1, B, *model.core_state_shape]  float32; recurrent models only,
+                                                               row 0 read (the replay's start)
+
+        Other keys (baseline, episode_return, episode_step, model extras) are carried, unread.
+        Checked first (beast.batch_contract.BatchError, a ValueError naming the field): each
+        key above is present, has reward's [T+1, B] leading dims (T >= 1), the trailing dims
+        the model declares (obs's when the model has `obs_shape`) and the schema's dtype (obs's
+        is not checked); and no step is still poisoned, judged by policy_version alone (-1, the
+        buffers' poison; real versions are >= 0): one pass over [T+1, B] ints. Then obs and
+        reward must be finite (NonFiniteError); those two are scanned in full.
+
+        `env_steps` is the run's env-step count as the source counted it
+        (beast.rollout.EpisodeCounter, run_training's `stats.env_steps`): T * B per fresh
+        batch, the steps of every env summed, one agent action each (under Atari's frame skip
+        a step is 4 frames). It is the unit of `total_steps` and only sets the learning rate.
+
+        A step that raises (BatchError, NonFiniteError or any other) changes nothing: version,
+        weights, optimiser state (moments, learning rate) and the objective's buffers (step
+        counters, KL coefficient) are as before; the gradients are cleared.
+        """
+        batch = check_learner_batch(as_tensors(batch), self.batch_fields)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         _check_batch(batch)
+        saved = _buffers(self.objective)
+        try:
+            return self._apply(batch, env_steps)
+        except BaseException:
+            _restore(self.objective, saved)
+            self.optimizer.zero_grad(set_to_none=True)
+            raise
+
+    def _apply(self, batch: dict[str, torch.Tensor], env_steps: int) -> StepResult:
+        """The step itself. Everything that can raise runs before `optimizer.step()`, after
+        which only the version changes, so a raise leaves the weights and optimiser as they were."""
         output = self.model(*model_inputs(batch))  # recurrent: replayed from the actor's state
         result = self.objective(output, batch)
         if not torch.isfinite(result.loss):
@@ -104,8 +174,6 @@ class Learner:
             raise NonFiniteError(f"the loss is not finite at learner step {self.version + 1} "
                                  f"({', '.join(parts) or 'loss'}); the step was not applied")
         lr = self.learning_rate(env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         max_norm = self.optim_config.max_grad_norm or float("inf")
@@ -114,14 +182,16 @@ class Learner:
             raise NonFiniteError(f"the gradient norm is {float(grad_norm)} at learner step "
                                  f"{self.version + 1} (learning rate {lr}); the step was not "
                                  "applied")
-        self.optimizer.step()
-
         valid = transition_mask(batch)
+        # The diagnostics compare mu with the policy before this update, at the version before it.
         drift, metrics = self._diagnostics(output.policy_params[:-1].detach(), batch, valid)
-        self.version += 1
         metrics.update({name: float(value) for name, value in result.metrics.items()})
-        metrics.update({"grad_norm": float(grad_norm), "learning_rate": lr,
-                        "version": float(self.version)})
+        metrics.update({"grad_norm": float(grad_norm), "learning_rate": lr})
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.version += 1
+        metrics["version"] = float(self.version)
         return StepResult(metrics, drift, valid)
 
     @torch.no_grad()

@@ -4,7 +4,9 @@ An objective is an `nn.Module` called as `objective(output, batch)` with the mod
 `AgentOutput` over a [T+1, B] batch, once per learner step; it returns an `ObjectiveResult`
 (the scalar loss and its metrics). It owns whatever else it needs (target networks, dual
 variables, step counters): its trainable parameters are optimised with the model's, its frozen
-target networks are not, and its whole state_dict goes into checkpoints.
+target networks are not, and its whole state_dict goes into checkpoints. A learner step that
+raises restores the objective's buffers (beast.learner), so an objective keeps its counters in
+buffers and changes its frozen copies only by copying the online net, which a retry repeats.
 
     objective = build_objective(config.loss, model, impact=config.impact, vmpo=config.vmpo)
     learner = Learner(model, objective, config.optim, ...)    # beast.learner
