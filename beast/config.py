@@ -2,9 +2,10 @@
 
 Each group is the set of fields one component needs, so code takes the group it uses
 (the learner takes `LossConfig` and `OptimConfig`, the model `ModelConfig`), never the whole
-`Config`. Field docstrings are the single source of the command-line help. The loss groups
-(`LossConfig` and one group per loss: `ImpactConfig`, `VmpoConfig`) live in beast.loss_config
-and are re-exported here.
+`Config`. Field docstrings are the single source of the command-line help and of the
+"Fields:" section `help()` shows for each group (beast._validate.document_fields). The loss
+groups (`LossConfig` and one group per loss: `ImpactConfig`, `VmpoConfig`) live in
+beast.loss_config and are re-exported here.
 
 The command line is built from these fields by beast.flags:
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from beast._validate import ConfigError, _check
+from beast._validate import ConfigError, _check, document_fields
 from beast.loss_config import LOSSES, ImpactConfig, LossConfig, VmpoConfig
 
 __all__ = ["LOSSES", "Config", "ConfigError", "EnvConfig", "EvalConfig", "ImpactConfig",
@@ -27,8 +28,11 @@ __all__ = ["LOSSES", "Config", "ConfigError", "EnvConfig", "EvalConfig", "Impact
            "SyncConfig", "VmpoConfig", "check_mono"]
 
 
+@document_fields
 @dataclasses.dataclass
 class EnvConfig:
+    """The environments each actor steps: which id, how many, which backend."""
+
     env: str = "CartPole-v1"
     """Environment id: a Gymnasium id (`python -m beast.envs` lists them), or with
     --env-backend envpool an envpool task id (`python -m beast.envs --backend envpool`)."""
@@ -52,8 +56,11 @@ class EnvConfig:
                f"--env-backend must be gymnasium or envpool (got {self.env_backend!r})")
 
 
+@document_fields
 @dataclasses.dataclass
 class ModelConfig:
+    """The policy-value network every runtime builds (beast.models.build_model)."""
+
     hidden_sizes: tuple[int, ...] = (128, 128)
     """Widths of the MLP torso's hidden layers."""
 
@@ -89,8 +96,11 @@ class ModelConfig:
                f"--model-factory must be module:function (got {self.model_factory!r})")
 
 
+@document_fields
 @dataclasses.dataclass
 class OptimConfig:
+    """The learner's optimiser, learning-rate schedule and gradient clipping."""
+
     optimizer: str = "adam"
     """adam or rmsprop."""
 
@@ -129,6 +139,7 @@ class OptimConfig:
         _check(self.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0 disables clipping)")
 
 
+@document_fields
 @dataclasses.dataclass
 class RunConfig:
     """Run control and the shape of the data, for either runtime."""
@@ -180,6 +191,7 @@ class RunConfig:
         _check(self.log_seconds > 0, "--log-seconds must be > 0")
 
 
+@document_fields
 @dataclasses.dataclass
 class MonoConfig:
     """MonoBeast's runtime: shared rollout slots and actor supervision."""
@@ -200,8 +212,11 @@ class MonoConfig:
         _check(self.actor_timeout > 0, "--actor-timeout must be > 0")
 
 
+@document_fields
 @dataclasses.dataclass
 class EvalConfig:
+    """Evaluation of a trained run (--eval)."""
+
     eval_episodes: int = 10
     """Episodes played by --eval."""
 
@@ -209,14 +224,19 @@ class EvalConfig:
         _check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
 
 
+@document_fields
 @dataclasses.dataclass
 class SyncConfig:
+    """When actors take the learner's new weights (beast.sync: every mode is an APS
+    controller setting, so all are counted and logged the same way)."""
+
     sync: str = "every-step"
-    """When actors take new weights: every-step (at each new learner version), periodic (every
-    --sync-period versions) or aps (when their policy drifted, see --aps-*)."""
+    """When actors take new weights (each at its next unroll boundary once flagged): every-step
+    (flagged after every learner step, i.e. whenever the learner has a newer version), periodic
+    (once it lags --sync-period versions) or aps (when its policy drifted, see --aps-*)."""
 
     sync_period: int = 16
-    """Versions between syncs with --sync periodic."""
+    """--sync periodic: flag an actor once it lags this many learner versions."""
 
     aps_delta: float = 0.01
     """APS: sync when the estimated KL(actor || learner) per state reaches this (nats)."""
@@ -252,8 +272,11 @@ def _check_address(address: str) -> None:
            f"--server-addresses: {address!r} is not HOST:PORT (port 1-65535) or unix:/path")
 
 
+@document_fields
 @dataclasses.dataclass
 class PolyConfig:
+    """PolyBeast's runtime: the env servers it starts or connects to."""
+
     num_servers: int = 1
     """PolyBeast: local env server processes to start (ignored with --server-addresses)."""
 
@@ -278,21 +301,43 @@ _GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig, "impact":
            "sync": SyncConfig, "poly": PolyConfig}
 
 
+@document_fields
 @dataclasses.dataclass
 class Config:
     """Everything a run needs, in groups; saved as config.json in the run directory."""
 
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    """The environments (EnvConfig)."""
+
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    """The network (ModelConfig)."""
+
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    """What every loss shares, and which loss (LossConfig)."""
+
     impact: ImpactConfig = dataclasses.field(default_factory=ImpactConfig)
+    """IMPACT's own options (ImpactConfig; used with --loss impact)."""
+
     vmpo: VmpoConfig = dataclasses.field(default_factory=VmpoConfig)
+    """V-MPO's own options (VmpoConfig; used with --loss vmpo)."""
+
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    """The optimiser (OptimConfig)."""
+
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    """Run control and data shape (RunConfig)."""
+
     mono: MonoConfig = dataclasses.field(default_factory=MonoConfig)
+    """MonoBeast's runtime (MonoConfig)."""
+
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    """Evaluation (EvalConfig)."""
+
     sync: SyncConfig = dataclasses.field(default_factory=SyncConfig)
+    """Weight synchronisation (SyncConfig)."""
+
     poly: PolyConfig = dataclasses.field(default_factory=PolyConfig)
+    """PolyBeast's runtime (PolyConfig)."""
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

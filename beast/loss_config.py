@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from beast._validate import _check
+from beast._validate import _check, document_fields
 
 LOSSES = ("impala", "impact", "vmpo")
 
 
+@document_fields
 @dataclasses.dataclass
 class LossConfig:
+    """What every loss shares, with `loss` choosing the objective (beast.objectives)."""
+
     loss: str = "impala"
     """What the learner minimises (beast.objectives): impala (V-trace actor-critic), impact
     (V-trace under a target network and a clipped surrogate; --impact-*, --reuse-*) or vmpo
@@ -76,6 +79,7 @@ class LossConfig:
                f"--reward-clip must be none, abs_one or soft (got {self.reward_clip!r})")
 
 
+@document_fields
 @dataclasses.dataclass
 class ImpactConfig:
     """IMPACT (--loss impact; ignored otherwise): beast.algo.impact, beast.objectives.impact."""
@@ -88,7 +92,7 @@ class ImpactConfig:
 
     impact_target_period: int | None = None
     """Learner steps between hard copies of the online net into the target net; default
-    2 x --reuse-buffer-size x --reuse-max-uses (the spec's 2 N K batches)."""
+    2 x --reuse-buffer-size x --reuse-max-uses (2 N K batches)."""
 
     impact_kl_coef: float = 0.0
     """Initial coefficient of the KL(pi_target || pi) penalty, adapted every step towards
@@ -99,8 +103,8 @@ class ImpactConfig:
     """The mean KL per state the adaptive penalty aims at."""
 
     reuse_buffer_size: int = 4
-    """N: batches held in IMPACT's circular reuse buffer (the spec's continuous-control setting
-    is 16); beast.replay.ReuseBuffer."""
+    """N: batches held in IMPACT's circular reuse buffer (16 for continuous
+    control); beast.replay.ReuseBuffer."""
 
     reuse_max_uses: int = 2
     """K: learner steps each batch may be used for before eviction (continuous: 20)."""
@@ -126,6 +130,7 @@ class ImpactConfig:
                f"--reuse-max-uses must be >= 1 (got {self.reuse_max_uses})")
 
 
+@document_fields
 @dataclasses.dataclass
 class VmpoConfig:
     """V-MPO (--loss vmpo; ignored otherwise): beast.algo.vmpo, beast.objectives.vmpo."""

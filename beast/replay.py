@@ -41,7 +41,7 @@ Choices:
   this for the three sources; a source that hands out views of recycled memory must copy.
 - Counts stay the wrapped source's (`counter` is its EpisodeCounter): an unroll is counted
   when the source produces it, never on reuse, so the step budget, LR schedule and episode
-  statistics do not depend on K (DESIGN: counts at the source).
+  statistics do not depend on K.
 
 Called from the learner's thread only, like any BatchSource.
 """

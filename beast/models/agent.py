@@ -68,8 +68,10 @@ def act_step(model: nn.Module, obs: torch.Tensor, core_state: torch.Tensor | Non
     """One time step for B envs, as actors, PolyBeast's inference and `--eval` take it.
 
     obs [B, *obs_shape]; done [B]: o_t ended an episode (the state after this step is cleared
-    there). Returns outputs [B, ...] and the state entering the next step (None when the
-    model is feed-forward, whose `core_state` is None too).
+    there); `core_state` is the state entering this step, None for a feed-forward model.
+    Returns one AgentOutput (not a pair): `policy_params` [B, dist.param_size], `baseline`
+    [B], `core_state` the state entering the next step (None for a feed-forward model) and
+    `extras` (name -> [B, ...], or None).
     """
     if core_state is None:
         return model(obs)

@@ -1,25 +1,29 @@
 """Adaptive Policy Synchronization (APS): when should an actor take the learner's new weights?
 
-Pure decision logic: no clocks, no processes, no I/O (the caller passes `now`). The spec is
-../shared/specs/aps.md. In short: the learner measures, for free, how far each actor's
-behaviour policy mu has drifted from its own policy pi — D_i = mean KL(mu || pi) over the
-actor's valid steps in a batch — smooths it, extrapolates it from the version it was measured
-at to the current version, and flags the actor to sync when the estimate reaches delta, when
-its lag reaches max_lag versions, or when max_seconds passed since its last sync.
+Pure decision logic: no clocks, no processes, no I/O (the caller passes `now`). The learner
+measures, for free, how far each actor's behaviour policy mu has drifted from its own policy
+pi — D_i = mean KL(mu || pi) over the actor's valid steps in a batch — smooths it (D^_i, an
+average with weight 1/2 on the new measurement), extrapolates it linearly in the lag from the
+version it was measured at to the current version, and flags the actor to sync when the
+estimate reaches delta, when its lag reaches max_lag versions, or when max_seconds passed
+since its last sync. A flagged actor copies the newest weights at its next unroll boundary.
 
-Call loop (learner side)::
+Call loop (learner side; beast.sync.driver.SyncDriver.after_step runs it)::
 
     controller = APSController(num_actors, delta=0.01, max_lag=32)
-    for each learner step:
+    for each learner step (it makes learner_version from learner_version - 1):
         for each actor i whose unroll is in the batch:
-            controller.observe(i, kl_mean_i, version_before_the_step, unroll_version)
+            controller.observe(i, divergence=kl_mean[i], measured_version=learner_version - 1,
+                               behaviour_version=unroll_version[i])
         controller.on_learner_step()
         for each actor i:
             trigger = controller.decide(i, learner_version, actor_version[i], now)
             if trigger: flag actor i; controller.record_sync(i, trigger, learner_version, now)
 
-Degenerate settings reproduce the classic baselines exactly: delta = 0, max_lag = 1 syncs at
-every new version; delta = inf, max_lag = N syncs every N versions.
+Degenerate settings reproduce the classic baselines exactly (controller_from_config):
+--sync every-step is delta = inf, max_lag = 1: an actor is flagged after every learner step
+that left it behind (trigger `lag`), so it takes the newest weights at each unroll boundary;
+--sync periodic is delta = inf, max_lag = N: flagged once it lags N versions.
 """
 
 from __future__ import annotations
