@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.rollout import CORE_STATE, F32, agent_fields
+from beast.rollout import CORE_STATE, ENV_STEP_FIELDS, agent_fields
 
-BOOL = np.dtype(bool)
 AGENT_KEYS_READ = ("action", "policy_params", "policy_version", CORE_STATE)
 """The agent half the learner reads; the baseline and any model extras are carried, not read."""
 
@@ -42,9 +41,9 @@ def learner_fields(model: nn.Module) -> dict[str, Expected]:
     """The keys Learner.step and the objectives read from a batch of `model`'s rollouts.
     `reward` comes first: its [T+1, B] is the leading shape every other key must have."""
     agent = agent_fields(model)
-    fields = {"reward": Expected((), F32), "terminated": Expected((), BOOL),
-              "truncated": Expected((), BOOL),
-              "obs": Expected(getattr(model, "obs_shape", None), None)}
+    fields = {key: Expected(ENV_STEP_FIELDS[key].shape, ENV_STEP_FIELDS[key].dtype)
+              for key in ("reward", "terminated", "truncated")}
+    fields["obs"] = Expected(getattr(model, "obs_shape", None), None)
     fields.update({key: Expected(agent[key].shape, agent[key].dtype)
                    for key in AGENT_KEYS_READ if key in agent})
     return fields

@@ -55,6 +55,15 @@ ENV_KEYS = ("obs", "reward", "terminated", "truncated", "episode_return", "episo
 # The agent output a recurrent model carries from step to step (fed back as its input).
 CORE_STATE = "core_state"
 
+ENV_STEP_FIELDS = {
+    "reward": FieldSpec((), F32),
+    "terminated": FieldSpec((), np.dtype(bool)),
+    "truncated": FieldSpec((), np.dtype(bool)),
+    "episode_return": FieldSpec((), F32),
+    "episode_step": FieldSpec((), np.dtype(np.int32)),
+}
+"""The env half's per-step scalars (ENV_KEYS but obs, whose spec comes from the space)."""
+
 
 def agent_fields(model: nn.Module) -> dict[str, FieldSpec]:
     """The agent half of an entry, from what `model` declares (beast.models.agent)."""
@@ -84,15 +93,8 @@ class RolloutSpec:
     def build(cls, observation_space: gym.Space, model: nn.Module) -> RolloutSpec:
         """The schema for envs with this (adapted, beast.envs.spaces) observation space and
         this model."""
-        fields = {
-            "obs": FieldSpec(tuple(observation_space.shape), np.dtype(observation_space.dtype)),
-            "reward": FieldSpec((), F32),
-            "terminated": FieldSpec((), np.dtype(bool)),
-            "truncated": FieldSpec((), np.dtype(bool)),
-            "episode_return": FieldSpec((), F32),
-            "episode_step": FieldSpec((), np.dtype(np.int32)),
-        }
-        return cls({**fields, **agent_fields(model)})
+        obs = FieldSpec(tuple(observation_space.shape), np.dtype(observation_space.dtype))
+        return cls({"obs": obs, **ENV_STEP_FIELDS, **agent_fields(model)})
 
     @property
     def agent(self) -> dict[str, FieldSpec]:
