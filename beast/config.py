@@ -176,8 +176,13 @@ class RunConfig:
     checkpoint_minutes: float = 10.0
     """Minutes between checkpoints (one is always written at exit)."""
 
-    log_seconds: float = 5.0
-    """Seconds between log rows (TensorBoard, logs.csv and the progress line)."""
+    log_seconds: float | None = None
+    """Seconds between log rows (TensorBoard, logs.csv and the progress line). Default: about
+    1/50 of the run's expected length, measured as it goes, but between 1 and 5 s."""
+
+    log_steps: int | None = None
+    """Write a row every this many env steps instead of by time, so rows land at the same
+    steps in every run (what two reproducible serial runs compare)."""
 
     def __post_init__(self) -> None:
         _check(self.num_actors >= 0, "--num-actors must be >= 0 (0 = serial mode)")
@@ -188,7 +193,10 @@ class RunConfig:
         _check(self.device == "cpu" or self.device.startswith("cuda"),
                f"--device must be cpu or cuda[:N] (got {self.device!r})")
         _check(self.checkpoint_minutes > 0, "--checkpoint-minutes must be > 0")
-        _check(self.log_seconds > 0, "--log-seconds must be > 0")
+        _check(self.log_seconds is None or self.log_seconds > 0, "--log-seconds must be > 0")
+        _check(self.log_steps is None or self.log_steps >= 1, "--log-steps must be >= 1")
+        _check(self.log_seconds is None or self.log_steps is None,
+               "--log-seconds and --log-steps are exclusive")
 
 
 @document_fields

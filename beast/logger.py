@@ -22,6 +22,51 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 
+class LogSchedule:
+    """When the next log row is due: every `seconds`, every `steps` env steps, or (both None)
+    about 50 rows per run, spaced by the run's measured pace but between 1 and 5 s apart.
+
+        schedule = LogSchedule(seconds, steps, total_steps, start_steps, now)
+        if schedule.due(now, env_steps):
+            write the row; schedule.advance(now, env_steps)
+    """
+
+    ROWS_PER_RUN = 50
+    AUTO_BOUNDS = (1.0, 5.0)
+
+    def __init__(self, seconds: float | None, steps: int | None, total_steps: int,
+                 start_steps: int, now: float) -> None:
+        self.seconds, self.steps, self.total_steps = seconds, steps, total_steps
+        self.start_steps, self.start_time = start_steps, now
+        self.next_time = now + (seconds if seconds is not None else self.AUTO_BOUNDS[0])
+        self.next_step = self._step_after(start_steps)
+
+    def _step_after(self, env_steps: int) -> int:
+        return (env_steps // self.steps + 1) * self.steps if self.steps else 0
+
+    def due(self, now: float, env_steps: int) -> bool:
+        if self.steps is not None:
+            return env_steps >= self.next_step
+        return now >= self.next_time
+
+    def advance(self, now: float, env_steps: int) -> None:
+        """Schedule the row after the one just written (at `now`, `env_steps`)."""
+        if self.steps is not None:
+            self.next_step = self._step_after(env_steps)
+            return
+        self.next_time = now + (self.seconds if self.seconds is not None
+                                else self.auto_interval(now, env_steps))
+
+    def auto_interval(self, now: float, env_steps: int) -> float:
+        """1/50 of the run's expected length at its pace so far, clamped to AUTO_BOUNDS."""
+        low, high = self.AUTO_BOUNDS
+        done, elapsed = env_steps - self.start_steps, now - self.start_time
+        if done <= 0 or elapsed <= 0:
+            return low
+        expected = elapsed * (self.total_steps - self.start_steps) / done
+        return min(max(expected / self.ROWS_PER_RUN, low), high)
+
+
 def progress_text(metrics: dict[str, float]) -> str:
     """The short summary shown on the progress line."""
     parts = [f"SPS {metrics.get('sps', 0):,.0f}"]

@@ -46,11 +46,12 @@ from beast.checkpoint import CheckpointError, save_checkpoint, set_rng_state
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
 from beast.learner import Learner, NonFiniteError
-from beast.logger import RunLogger
+from beast.logger import LogSchedule, RunLogger
 from beast.models.factory import build_configured_model
 from beast.objectives import build_objective
 from beast.replay import ReuseBuffer
 from beast.rollout import Batch, EpisodeCounter
+from beast.summary import RunOutcome, run_summary
 from beast.sync import SyncDriver
 
 
@@ -91,6 +92,7 @@ class TrainingStats:
         self.episodes = int(state.get("episodes", 0))
         self.env_steps_before = int(state.get("env_steps", 0))  # earlier sessions of this run
         self.wall_before = float(state.get("wall_time", 0.0))
+        self.best_return = float(state.get("best_return", math.nan))  # best row's mean return
         self.resumes = int(state.get("resumes", -1)) + 1
         self.started = time.monotonic()
         self._sums: dict[str, float] = collections.defaultdict(float)
@@ -103,7 +105,7 @@ class TrainingStats:
     def state_dict(self) -> dict[str, Any]:
         return {"returns": list(self.returns), "episodes": self.episodes,
                 "env_steps": self.env_steps, "wall_time": self.wall_time(),
-                "resumes": self.resumes}
+                "resumes": self.resumes, "best_return": self.best_return}
 
     def wall_time(self) -> float:
         return self.wall_before + time.monotonic() - self.started
@@ -134,6 +136,9 @@ class TrainingStats:
         sps = (self.env_steps - self._last_steps) / max(now - self._last_time, 1e-9)
         row = {name: total / max(self._count, 1) for name, total in self._sums.items()}
         row.update(self._latest)  # counters are reported as they are now, not averaged
+        if not math.isnan(self.mean_return):
+            self.best_return = max(self.mean_return, self.best_return
+                                   if not math.isnan(self.best_return) else -math.inf)
         row.update({"env_steps": float(self.env_steps), "wall_time": self.wall_time(),
                     "sps": sps, "mean_return": self.mean_return, "episodes": float(self.episodes),
                     "actor_restarts": float(restarts)})
@@ -245,7 +250,8 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
             set_rng_state(state["rng"])
         write_config(run_dir, config)
         source.publish_weights(learner)
-        next_log = time.monotonic() + config.run.log_seconds
+        schedule = LogSchedule(config.run.log_seconds, config.run.log_steps,
+                               config.run.total_steps, stats.env_steps, time.monotonic())
         # The first checkpoint comes after the first learner step, so a run killed early
         # still has one to resume from; then one every --checkpoint-minutes.
         next_checkpoint = time.monotonic()
@@ -266,9 +272,9 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
                                    f"{stats.env_steps:,} steps, {stats.wall_time():.1f} s")
                     break
             now = time.monotonic()
-            if now >= next_log:
+            if schedule.due(now, stats.env_steps):
                 logger.write({**stats.row(source.restarts), **source.metrics()})
-                next_log = now + config.run.log_seconds
+                schedule.advance(now, stats.env_steps)
             if started and now >= next_checkpoint:
                 checkpoint()
                 next_checkpoint = now + 60 * config.run.checkpoint_minutes
@@ -294,5 +300,8 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
                                f"{stats.env_steps:,} steps")
         logger.close()
         signals.restore()
+    if started:
+        print(run_summary(run_dir, RunOutcome(stats.env_steps, stats.wall_time(),
+                                              stats.mean_return, stats.best_return)))
     sys.stdout.flush()
     return exit_code, started
