@@ -27,13 +27,15 @@ from beast.rollout import CORE_STATE, game_over
 
 @torch.inference_mode()
 def policy_step(model: nn.Module, obs: torch.Tensor, core_state: torch.Tensor | None,
-                done: torch.Tensor, generator: torch.Generator, version: int
-                ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+                done: torch.Tensor, generator: torch.Generator, version: int,
+                greedy: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """One step for B envs: the agent half of their entries ([B, ...] tensors) and the core
     state entering the next step. `core_state` is the state entering this step (recorded in the
-    entry as the state it acted from); `done` [B]: o_t ended an episode."""
+    entry as the state it acted from); `done` [B]: o_t ended an episode. `greedy` takes the
+    most likely action instead of sampling (evaluation only: training samples)."""
     output = act_step(model, obs, core_state, done)
-    action = model.dist.sample(output.policy_params, generator)
+    action = (model.dist.mode(output.policy_params) if greedy
+              else model.dist.sample(output.policy_params, generator))
     agent = {"action": action, "policy_params": output.policy_params,
              "baseline": output.baseline,
              "policy_version": torch.full(output.baseline.shape, version, dtype=torch.int64)}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_CHECKPOINT_NAME = "checkpoint_best.pt"  # the weights of the best periodic evaluation
 
 
 class CheckpointError(ValueError):
@@ -56,15 +57,16 @@ def non_finite_tensor(state: Any, path: str = "") -> str | None:
     return None
 
 
-def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write `state` (plus the RNG states) to RUN_DIR/checkpoint.pt. The previous
+def save_checkpoint(run_dir: str | Path, state: dict[str, Any], name: str = CHECKPOINT_NAME
+                    ) -> Path:
+    """Atomically write `state` (plus the RNG states) to RUN_DIR/`name`. The previous
     checkpoint stays in place until the new one is complete, and a state holding a non-finite
     tensor never replaces it (CheckpointError)."""
     bad = non_finite_tensor(state)
     if bad is not None:
-        raise CheckpointError(f"not writing {Path(run_dir) / CHECKPOINT_NAME}: {bad} is not "
+        raise CheckpointError(f"not writing {Path(run_dir) / name}: {bad} is not "
                               "finite (the previous checkpoint is kept)")
-    path = Path(run_dir) / CHECKPOINT_NAME
+    path = Path(run_dir) / name
     tmp = path.with_suffix(".pt.tmp")
     with tmp.open("wb") as f:
         torch.save({**state, "rng": rng_state()}, f)
@@ -79,14 +81,15 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """The latest checkpoint of a run. Only tensors and plain types are read (weights_only:
-    nothing in the file can run code); CheckpointError, naming the file, if it is missing or
-    cannot be read."""
-    path = Path(run_dir) / CHECKPOINT_NAME
+def load_checkpoint(run_dir: str | Path, name: str = CHECKPOINT_NAME) -> dict[str, Any]:
+    """A run's checkpoint (by default the latest). Only tensors and plain types are read
+    (weights_only: nothing in the file can run code); CheckpointError, naming the file, if it
+    is missing or cannot be read."""
+    path = Path(run_dir) / name
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint in {run_dir} (expected {path}): nothing to resume "
-                              "or evaluate yet")
+        what = ("no periodic evaluation has run (--eval-every)" if name == BEST_CHECKPOINT_NAME
+                else "nothing to resume or evaluate yet")
+        raise CheckpointError(f"no checkpoint in {run_dir} (expected {path}): {what}")
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickles before refusing
             warnings.simplefilter("ignore")

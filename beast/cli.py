@@ -76,14 +76,31 @@ def run_cli(prog: str, description: str, make_source: SourceFactory,
     from beast.checkpoint import CheckpointError, load_checkpoint
 
     if evaluate_dir:
-        from beast.evaluate import evaluate
+        from beast.evaluate import VideoError, evaluate
 
         try:
-            returns = evaluate(evaluate_dir, config.eval.eval_episodes)
-        except CheckpointError as exc:
+            stats = evaluate(evaluate_dir, config)
+        except (CheckpointError, VideoError) as exc:
             return _fail(prog, str(exc))
-        print(f"mean return over {len(returns)} episodes: {sum(returns) / len(returns):.2f}")
+        metrics = stats.metrics()
+        policy = "greedy" if config.eval.eval_greedy else "sampled"
+        print(f"mean return over {len(stats.returns)} episodes: "
+              f"{metrics['eval/return_mean']:.2f} (std {metrics['eval/return_std']:.2f}, mean "
+              f"length {metrics['eval/length_mean']:.1f}; {policy} policy, "
+              f"{config.eval.checkpoint} checkpoint)")
+        if config.eval.video:
+            print(f"videos: {Path(evaluate_dir) / 'videos'}")
         return 0
+    if config.eval.video:
+        return _fail(prog, "--video records the episodes of --eval RUN_DIR; while training, "
+                           "use --eval-every with --eval-video-every")
+    if config.eval.eval_video_every is not None:
+        from beast.evaluate import VideoError, check_video_support
+
+        try:
+            check_video_support(config)
+        except VideoError as exc:
+            return _fail(prog, str(exc))
     from beast.training import build_env_model, prepare_run_dir, run_training
 
     state = None

@@ -223,13 +223,41 @@ class MonoConfig:
 @document_fields
 @dataclasses.dataclass
 class EvalConfig:
-    """Evaluation of a trained run (--eval)."""
+    """Evaluation: of a trained run (--eval RUN), and of the current weights while training
+    (--eval-every), on envs of their own, built as for training but playing whole games."""
 
     eval_episodes: int = 10
-    """Episodes played by --eval."""
+    """Episodes played by --eval, and by each periodic evaluation."""
+
+    eval_every: int | None = None
+    """Evaluate the current weights every this many env steps, in a process of its own (the
+    learner does not wait): logs eval/return_mean, eval/return_std and eval/length_mean, and
+    keeps the best weights in checkpoint_best.pt."""
+
+    eval_greedy: bool = False
+    """Evaluate the greedy policy (the most likely action, a Gaussian's mean) instead of
+    sampling the policy as training does (the default)."""
+
+    checkpoint: str = "latest"
+    """Which checkpoint --eval plays: latest (checkpoint.pt) or best (checkpoint_best.pt, by
+    periodic eval return)."""
+
+    video: bool = False
+    """--eval: record each episode to an mp4 file in RUN/videos (envs that render rgb_array;
+    needs the [video] extra)."""
+
+    eval_video_every: int | None = None
+    """Record one episode of the first periodic evaluation past every this many env steps."""
 
     def __post_init__(self) -> None:
         _check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
+        _check(self.eval_every is None or self.eval_every >= 1, "--eval-every must be >= 1")
+        _check(self.checkpoint in ("latest", "best"),
+               f"--checkpoint must be latest or best (got {self.checkpoint!r})")
+        _check(self.eval_video_every is None or self.eval_video_every >= 1,
+               "--eval-video-every must be >= 1")
+        _check(self.eval_video_every is None or self.eval_every is not None,
+               "--eval-video-every records periodic evaluations: give --eval-every too")
 
 
 @document_fields

@@ -59,6 +59,10 @@ class ActionDistribution(Protocol):
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None
                ) -> torch.Tensor: ...
 
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        """The most likely action (a greedy policy, e.g. for evaluation)."""
+        ...
+
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
 
     def entropy(self, params: torch.Tensor) -> torch.Tensor: ...
@@ -117,6 +121,10 @@ class Categorical:
                ) -> torch.Tensor:
         return categorical_sample(params, generator)
 
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        _check_params("params", params, self.param_size)
+        return params.argmax(dim=-1)
+
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         _check_params("params", params, self.param_size)
         if tuple(actions.shape) != tuple(params.shape[:-1]):
@@ -163,6 +171,10 @@ class MultiDiscrete:
     def sample(self, params: torch.Tensor, generator: torch.Generator | None = None
                ) -> torch.Tensor:
         parts = [categorical_sample(logits, generator) for logits in self._split(params)]
+        return torch.stack(parts, dim=-1) + self._offsets(params)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        parts = [logits.argmax(dim=-1) for logits in self._split(params)]
         return torch.stack(parts, dim=-1) + self._offsets(params)
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -216,6 +228,10 @@ class DiagGaussian:
         mean, log_std = self._split(params)
         noise = torch.empty_like(mean).normal_(generator=generator)
         return (mean + log_std.exp() * noise).reshape(*mean.shape[:-1], *self.action_shape)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        mean, _ = self._split(params)
+        return mean.reshape(*mean.shape[:-1], *self.action_shape)
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         mean, log_std = self._split(params)

@@ -74,7 +74,7 @@ _GROUP_TITLES = {
     "env": "environment", "model": "model", "loss": "objective and loss (every --loss)",
     "impact": "IMPACT (--loss impact; ignored otherwise)",
     "vmpo": "V-MPO (--loss vmpo; ignored otherwise)", "optim": "optimiser",
-    "run": "run control", "mono": "MonoBeast runtime", "eval": "evaluation (--eval)",
+    "run": "run control", "mono": "MonoBeast runtime", "eval": "evaluation (--eval, --eval-every)",
     "sync": "weight synchronisation", "poly": "PolyBeast runtime",
 }
 

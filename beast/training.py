@@ -42,9 +42,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.checkpoint import CheckpointError, save_checkpoint, set_rng_state
+from beast.checkpoint import (BEST_CHECKPOINT_NAME, CheckpointError, save_checkpoint,
+                              set_rng_state)
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
+from beast.evaluator import EvalResult, PeriodicEvaluator
 from beast.learner import Learner, NonFiniteError
 from beast.logger import LogSchedule, RunLogger
 from beast.models.factory import build_configured_model
@@ -93,6 +95,8 @@ class TrainingStats:
         self.env_steps_before = int(state.get("env_steps", 0))  # earlier sessions of this run
         self.wall_before = float(state.get("wall_time", 0.0))
         self.best_return = float(state.get("best_return", math.nan))  # best row's mean return
+        self.best_eval: float | None = state.get("best_eval")  # best periodic eval return
+        self.best_eval_steps: int | None = state.get("best_eval_steps")
         self.resumes = int(state.get("resumes", -1)) + 1
         self.started = time.monotonic()
         self._sums: dict[str, float] = collections.defaultdict(float)
@@ -105,7 +109,8 @@ class TrainingStats:
     def state_dict(self) -> dict[str, Any]:
         return {"returns": list(self.returns), "episodes": self.episodes,
                 "env_steps": self.env_steps, "wall_time": self.wall_time(),
-                "resumes": self.resumes, "best_return": self.best_return}
+                "resumes": self.resumes, "best_return": self.best_return,
+                "best_eval": self.best_eval, "best_eval_steps": self.best_eval_steps}
 
     def wall_time(self) -> float:
         return self.wall_before + time.monotonic() - self.started
@@ -209,6 +214,7 @@ def write_config(run_dir: Path, config: Config) -> None:
 
 SourceFactory = Callable[[nn.Module, gym.Space, gym.Space, int, Callable[[str], None]],
                          BatchSource]
+EVAL_FINISH_SECONDS = 60.0  # how long a finished run waits for its last periodic evaluation
 
 
 def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
@@ -223,6 +229,8 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
     signals = StopSignals()
     source: BatchSource | None = None
     learner: Learner | None = None
+    evaluator: PeriodicEvaluator | None = None
+    eval_row: dict[str, float] = {}  # the latest periodic evaluation, for the next log row
     started = False
     exit_code = 0
 
@@ -234,6 +242,26 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
         except CheckpointError as exc:
             logger.message(f"[beast] {exc}")
             return False
+
+    def write_row(now: float) -> None:
+        logger.write({**stats.row(source.restarts), **source.metrics(), **eval_row})
+        eval_row.clear()
+        schedule.advance(now, stats.env_steps)
+
+    def take_eval(result: EvalResult) -> None:
+        """Log a finished periodic evaluation; keep its weights if they are the best so far."""
+        eval_row.update(result.metrics)
+        value = result.metrics["eval/return_mean"]
+        if stats.best_eval is not None and value <= stats.best_eval:
+            return
+        try:
+            save_checkpoint(run_dir, {"learner": {"model": {k: torch.from_numpy(v) for k, v
+                                                             in result.weights.items()}},
+                                      "eval": result.metrics, "config": config.to_dict()},
+                            BEST_CHECKPOINT_NAME)
+            stats.best_eval, stats.best_eval_steps = value, result.env_steps
+        except CheckpointError as exc:
+            logger.message(f"[beast] {exc}")
 
     try:
         # Actors start first: their start-up overlaps the learner's (the first optimiser
@@ -250,6 +278,8 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
             set_rng_state(state["rng"])
         write_config(run_dir, config)
         source.publish_weights(learner)
+        if config.eval.eval_every is not None:
+            evaluator = PeriodicEvaluator(config, run_dir, logger.message)
         schedule = LogSchedule(config.run.log_seconds, config.run.log_steps,
                                config.run.total_steps, stats.env_steps, time.monotonic())
         # The first checkpoint comes after the first learner step, so a run killed early
@@ -267,14 +297,19 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
                                            learner.version, time.monotonic())
                 stats.add(result.metrics)
                 stats.count(source.counter)
+                if evaluator is not None:
+                    evaluator.maybe_submit(stats.env_steps, learner.model)
                 if target is not None and len(stats.returns) == 100 and stats.mean_return >= target:
                     logger.message(f"[beast] mean return {stats.mean_return:.1f} >= {target} at "
                                    f"{stats.env_steps:,} steps, {stats.wall_time():.1f} s")
                     break
             now = time.monotonic()
+            if evaluator is not None and (evaluated := evaluator.poll()) is not None:
+                if eval_row:  # the previous evaluation is not logged yet: its row comes now
+                    write_row(now)
+                take_eval(evaluated)
             if schedule.due(now, stats.env_steps):
-                logger.write({**stats.row(source.restarts), **source.metrics()})
-                schedule.advance(now, stats.env_steps)
+                write_row(now)
             if started and now >= next_checkpoint:
                 checkpoint()
                 next_checkpoint = now + 60 * config.run.checkpoint_minutes
@@ -289,8 +324,13 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
         exit_code = 1
     finally:
         final_row = {}
+        if evaluator is not None and started and signals.received is None:
+            if (evaluated := evaluator.finish(EVAL_FINISH_SECONDS)) is not None:
+                take_eval(evaluated)
         if started:
-            final_row = {**stats.row(source.restarts), **source.metrics()}
+            final_row = {**stats.row(source.restarts), **source.metrics(), **eval_row}
+        if evaluator is not None:
+            evaluator.close()
         if source is not None:
             source.close()
         if started:
@@ -302,6 +342,7 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
         signals.restore()
     if started:
         print(run_summary(run_dir, RunOutcome(stats.env_steps, stats.wall_time(),
-                                              stats.mean_return, stats.best_return)))
+                                              stats.mean_return, stats.best_return,
+                                              stats.best_eval, stats.best_eval_steps)))
     sys.stdout.flush()
     return exit_code, started

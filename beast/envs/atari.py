@@ -95,10 +95,10 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
 
-def make_atari(env_id: str, *, episodic_life: bool = False, sticky_actions: bool = False
-               ) -> gym.Env:
+def make_atari(env_id: str, *, episodic_life: bool = False, sticky_actions: bool = False,
+               render_mode: str | None = None) -> gym.Env:
     """One preprocessed Atari env (see the module docstring); obs uint8 [4, 84, 84]."""
-    env = gym.make(env_id, frameskip=1,
+    env = gym.make(env_id, frameskip=1, render_mode=render_mode,
                    repeat_action_probability=0.25 if sticky_actions else 0.0)
     env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84,
                              terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)

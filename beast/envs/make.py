@@ -23,7 +23,7 @@ import difflib
 import functools
 import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
@@ -63,11 +63,11 @@ def _with_extra(load: Callable[[], _T], extra: str, env_id: str) -> _T:
                                 f"installed; install it with `{INSTALL_COMMANDS[extra]}`") from exc
 
 
-def _gym_make(env_id: str, name: str) -> gym.Env:
+def _gym_make(env_id: str, name: str, **kwargs: Any) -> gym.Env:
     """gym.make, with a missing dependency as one line naming the install command (the box2d
     envs' extra is Beast's `[box2d]`, the MuJoCo envs' `[mujoco]`)."""
     try:
-        return gym.make(name)
+        return gym.make(name, **kwargs)
     except (ImportError, gym.error.DependencyNotInstalled) as exc:
         # Gymnasium reports box2d as DependencyNotInstalled; its MuJoCo envs may fail on a
         # plain import (mujoco, imageio) first.
@@ -224,14 +224,15 @@ def _gym_vector_env(env_id: str, name: str, num_envs: int) -> gym.vector.VectorE
     return env
 
 
-def make_env(env_id: str, *, episodic_life: bool = False, sticky_actions: bool = False
-             ) -> gym.Env:
-    """One environment, preprocessed exactly as in `make_vector_env` (e.g. for its spaces)."""
+def make_env(env_id: str, *, episodic_life: bool = False, sticky_actions: bool = False,
+             render_mode: str | None = None) -> gym.Env:
+    """One environment, preprocessed exactly as in `make_vector_env` (e.g. for its spaces);
+    `render_mode` (e.g. "rgb_array" for videos) goes to the underlying `gym.make`."""
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
     if factory is not None:
-        return factory()
-    env = _gym_make(env_id, name)
+        return factory(render_mode=render_mode) if render_mode else factory()
+    env = _gym_make(env_id, name, **({"render_mode": render_mode} if render_mode else {}))
     return adapt_spaces(env) if needs_adapting(env.observation_space, env.action_space) else env
 
 

@@ -64,6 +64,6 @@ class ChannelsFirst(gym.ObservationWrapper):
         return np.ascontiguousarray(np.moveaxis(observation, -1, 0), dtype=np.uint8)
 
 
-def make_minatar(env_id: str) -> gym.Env:
+def make_minatar(env_id: str, render_mode: str | None = None) -> gym.Env:
     """One MinAtar env (the id must be registered) with uint8 [C, 10, 10] observations."""
-    return ChannelsFirst(gym.make(env_id))
+    return ChannelsFirst(gym.make(env_id, **({"render_mode": render_mode} if render_mode else {})))
