@@ -122,8 +122,9 @@ class Learner:
 
         `batch` maps keys to torch tensors or NumPy arrays (wrapped without a copy), laid out
         time-major as beast.rollout stores unrolls: step 0 repeats the previous unroll's last,
-        and transition t is (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}). Read here and by
-        the objectives (beast.objectives)::
+        and transition t is (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}), an alignment
+        that `beast.algo.align_rollout` alone performs. Read here and by the objectives
+        (beast.objectives)::
 
             key             shape                              dtype
             obs             [T+1, B, *model.obs_shape]         the env's (float32, uint8, ...)
