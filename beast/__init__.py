@@ -16,6 +16,7 @@ from typing import Any
 
 _PUBLIC = {
     "AgentOutput": "beast.models",
+    "AlignedTransitions": "beast.algo",
     "Batch": "beast.rollout",
     "BatchError": "beast.batch_contract",
     "Categorical": "beast.distributions",
@@ -34,6 +35,7 @@ _PUBLIC = {
     "VmpoConfig": "beast.config",
     "VmpoObjective": "beast.objectives",
     "action_distribution": "beast.distributions",
+    "align_rollout": "beast.algo",
     "build_objective": "beast.objectives",
     "policy_step": "beast.acting",
     "Config": "beast.config",

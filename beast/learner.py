@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from beast.algo.timestep import AlignedTransitions, align_rollout
 from beast.batch_contract import as_tensors, check_learner_batch, learner_fields
 from beast.config import OptimConfig
-from beast.objectives.base import model_inputs, transition_mask
+from beast.objectives.base import model_inputs
 
 
 def build_optimizer(params: Any, config: OptimConfig) -> torch.optim.Optimizer:
@@ -121,8 +122,9 @@ class Learner:
 
         `batch` maps keys to torch tensors or NumPy arrays (wrapped without a copy), laid out
         time-major as beast.rollout stores unrolls: step 0 repeats the previous unroll's last,
-        and transition t is (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}). Read here and by
-        the objectives (beast.objectives)::
+        and transition t is (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}), an alignment
+        that `beast.algo.align_rollout` alone performs. Read here and by the objectives
+        (beast.objectives)::
 
             key             shape                              dtype
             obs             [T+1, B, *model.obs_shape]         the env's (float32, uint8, ...)
@@ -182,9 +184,11 @@ class Learner:
             raise NonFiniteError(f"the gradient norm is {float(grad_norm)} at learner step "
                                  f"{self.version + 1} (learning rate {lr}); the step was not "
                                  "applied")
-        valid = transition_mask(batch)
-        # The diagnostics compare mu with the policy before this update, at the version before it.
-        drift, metrics = self._diagnostics(output.policy_params[:-1].detach(), batch, valid)
+        # The diagnostics read no reward or discount (1.0 is a placeholder): only the actions,
+        # mu, versions and the mask, aligned exactly as the objectives align them.
+        steps = align_rollout(batch, 1.0)
+        # They compare mu with the policy before this update, at the version before it.
+        drift, metrics = self._diagnostics(steps.at_tm1(output.policy_params).detach(), steps)
         metrics.update({name: float(value) for name, value in result.metrics.items()})
         metrics.update({"grad_norm": float(grad_norm), "learning_rate": lr})
         for group in self.optimizer.param_groups:
@@ -192,20 +196,19 @@ class Learner:
         self.optimizer.step()
         self.version += 1
         metrics["version"] = float(self.version)
-        return StepResult(metrics, drift, valid)
+        return StepResult(metrics, drift, steps.valid)
 
     @torch.no_grad()
-    def _diagnostics(self, learner_params: torch.Tensor, batch: dict[str, torch.Tensor],
-                     valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _diagnostics(self, learner_params: torch.Tensor, steps: AlignedTransitions
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Off-policyness of the batch: KL(mu || pi) per state, |log rho|, policy lag, and the
         learner policy's entropy. Returns the per-step KL too (the sync controllers' drift)."""
-        behaviour = batch["policy_params"][:-1]
-        actions = batch["action"][:-1]
+        behaviour, actions, valid = steps.mu_tm1, steps.a_tm1, steps.valid
         kl = self.dist.kl(behaviour, learner_params)
         log_rhos = (self.dist.log_prob(learner_params, actions)
                     - self.dist.log_prob(behaviour, actions))
         entropy = self.dist.entropy(learner_params)
-        lag = (self.version - batch["policy_version"][:-1])[valid].float()
+        lag = (self.version - steps.version_tm1)[valid].float()
         if not valid.any():
             zero = torch.zeros(1, device=kl.device)
             valid_kl, abs_log_rho, entropy, lag = zero, zero, zero, zero

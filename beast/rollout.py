@@ -11,7 +11,8 @@ reward / terminated / truncated of the transition that produced it (the env half
 and the agent's output at o_t (the agent half: action a_t, the policy's distribution
 parameters, the baseline, the policy version that chose it, the core state a recurrent model
 acted from, and any extra output the model declares). So the learner's transition t is
-(o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}).
+(o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}); `beast.algo.align_rollout` is the one place
+that turns an unroll into such per-transition tensors.
 
 Buffers start poisoned (NaN for floats, -1 for integers) so reading a step nobody wrote shows.
 """

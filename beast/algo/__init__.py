@@ -1,5 +1,6 @@
 """Learner losses: pure functions over time-major tensors [T, B, ...].
 
+timestep: `align_rollout`, a [T+1, B] rollout as the losses' [T, B] inputs (one convention).
 vtrace: V-trace off-policy targets and advantages. losses: the IMPALA loss and its terms.
 impact: the IMPACT loss (V-trace under a target net, clipped surrogate). vmpo: V-MPO's pieces.
 """
@@ -13,6 +14,7 @@ from beast.algo.losses import (
     impala_loss,
     policy_gradient_loss,
 )
+from beast.algo.timestep import AlignedTransitions, align_rollout
 from beast.algo.vmpo import (
     TemperatureStep,
     TrustRegion,
@@ -34,6 +36,7 @@ from beast.algo.vtrace import (
 )
 
 __all__ = [
+    "AlignedTransitions",
     "ImpactLoss",
     "ImpalaLoss",
     "TemperatureStep",
@@ -42,6 +45,7 @@ __all__ = [
     "VTraceReturns",
     "VmpoLoss",
     "adapt_kl_coef",
+    "align_rollout",
     "baseline_loss",
     "clip_rewards",
     "decoupled_gaussian_kl",

@@ -6,9 +6,9 @@ lifetime. A target network pi_tgt (a periodic hard copy of the online net) ancho
 V-trace targets and a PPO-style clipped surrogate, which keeps the reuse stable:
 
     log_rhos = log pi_tgt(a_t|x_t) - log mu(a_t|x_t)        V-trace with pi_tgt as its target
-    vs, A    = V-trace(log_rhos, values of the ONLINE critic)  (rho, c, rho_pg clipped as there)
-    r_t      = min(rho_bar_tw, mu/pi_tgt) * pi_theta/mu        truncated-IS surrogate ratio
-    L_pi     = -mean min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)
+    vs, A    = V-trace(log_rhos, V of the ONLINE critic)     (rho, c, rho_pg clipped as there)
+    q_t      = min(rho_bar_tw, mu/pi_tgt) * pi_theta/mu        truncated-IS surrogate ratio
+    L_pi     = -mean min(q_t A_t, clip(q_t, 1 - eps, 1 + eps) A_t)
     total    = L_pi + baseline_cost * 0.5 mean (vs - V)^2 - entropy_cost * mean H
                + kl_coef * mean KL(pi_tgt || pi_theta)          (optional penalty)
 
@@ -20,10 +20,10 @@ The advantage is V-trace's pg_advantages under pi_tgt, A_s = min(rho_bar_pg, pi_
 V-trace's default). The surrogate ratio already corrects mu -> pi_theta, so with the default
 the extra factor min(1, pi_tgt/mu) <= 1 only down-weights steps where mu was likelier than
 the target. Passing the same thresholds as to `impala_loss` is what makes IMPACT's gradient
-equal IMPALA's when pi_tgt = pi_theta and rho_bar_tw = inf (then r = 1, which eps cannot
+equal IMPALA's when pi_tgt = pi_theta and rho_bar_tw = inf (then q = 1, which eps cannot
 clip; the policy term's VALUE is -mean A here, -mean log pi * A there).
 
-r_t is computed as exp(log pi_theta - log pi_tgt) * exp(min(0, log rho_bar_tw + log pi_tgt -
+q_t is computed as exp(log pi_theta - log pi_tgt) * exp(min(0, log rho_bar_tw + log pi_tgt -
 log mu)), the same quantity without exp(log pi_theta - log mu) overflowing for a tiny mu.
 Masking follows losses.py: invalid (placeholder) steps are selected away with torch.where,
 and their log-ratios are zeroed before exp, so a NaN or inf there reaches neither the loss
@@ -35,15 +35,15 @@ module owns the buffer of N batches reused K times and the target net):
     output = model(batch)                                      # online net: grads
     with torch.no_grad():
         target = target_model(batch)                           # pi_tgt: a hard copy
-    params, tgt = output.policy_params[:-1], target.policy_params[:-1]
-    actions = batch["action"][:-1]
+    steps = align_rollout(batch, discount, values=output.baseline)   # [T+1, B] -> [T, B]
+    params, tgt = steps.at_tm1(output.policy_params), steps.at_tm1(target.policy_params)
     loss = impact_loss(
-        online_log_probs=dist.log_prob(params, actions),
-        target_log_probs=dist.log_prob(tgt, actions),
-        behaviour_log_probs=dist.log_prob(batch["policy_params"][:-1], actions),
-        entropy=dist.entropy(params), values=output.baseline[:-1],
-        bootstrap_value=output.baseline[-1].detach(), rewards=batch["reward"][1:],
-        discounts=discount * (~batch["terminated"][1:]).float(), valid=transition_mask(batch),
+        online_log_probs=dist.log_prob(params, steps.a_tm1),
+        target_log_probs=dist.log_prob(tgt, steps.a_tm1),
+        behaviour_log_probs=dist.log_prob(steps.mu_tm1, steps.a_tm1),
+        entropy=dist.entropy(params), v_tm1=steps.v_tm1,
+        bootstrap_value=steps.bootstrap_value, r_t=steps.r_t,
+        discount_t=steps.discount_t, valid=steps.valid,
         kl=dist.kl(tgt, params), kl_coef=kl_coef)              # kl=None: no penalty
     loss.total.backward(); optimizer.step()
     kl_coef = adapt_kl_coef(kl_coef, float(loss.kl_loss), target=0.01)
@@ -79,17 +79,17 @@ class ImpactLoss(NamedTuple):
     log_rhos: torch.Tensor
     """[T, B] log pi_tgt(a) - log mu(a) (no grad)."""
     ratios: torch.Tensor
-    """[T, B] surrogate ratios r_t (no grad; 1 at invalid steps)."""
+    """[T, B] surrogate ratios q_t (no grad; 1 at invalid steps)."""
     clip_fraction: torch.Tensor
-    """Scalar fraction of valid steps with r_t outside [1 - eps, 1 + eps] (no grad)."""
+    """Scalar fraction of valid steps with q_t outside [1 - eps, 1 + eps] (no grad)."""
 
 
 def surrogate_ratios(online_log_probs: torch.Tensor, target_log_probs: torch.Tensor,
                      behaviour_log_probs: torch.Tensor, *, clip_is_threshold: float | None = 2.0,
                      valid: torch.Tensor | None = None) -> torch.Tensor:
-    """r_t = min(rho_bar_tw, mu/pi_tgt) * pi_theta/mu per step [T, B], with gradient through
-    pi_theta only; None (or inf) for clip_is_threshold means no truncation (r = pi_theta/pi_tgt).
-    Invalid steps get r = 1 and no gradient."""
+    """q_t = min(rho_bar_tw, mu/pi_tgt) * pi_theta/mu per step [T, B], with gradient through
+    pi_theta only; None (or inf) for clip_is_threshold means no truncation (q = pi_theta/pi_tgt).
+    Invalid steps get q = 1 and no gradient. (q, not PPO's r: r_t is the reward here.)"""
     log_online_over_tgt = online_log_probs - target_log_probs.detach()
     if valid is not None:
         log_online_over_tgt = torch.where(valid, log_online_over_tgt, 0.0)
@@ -110,10 +110,10 @@ def impact_loss(
     target_log_probs: torch.Tensor,
     behaviour_log_probs: torch.Tensor,
     entropy: torch.Tensor,
-    values: torch.Tensor,
+    v_tm1: torch.Tensor,
     bootstrap_value: torch.Tensor,
-    rewards: torch.Tensor,
-    discounts: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
     valid: torch.Tensor | None = None,
     kl: torch.Tensor | None = None,
     kl_coef: float | torch.Tensor = 0.0,
@@ -131,12 +131,13 @@ def impact_loss(
 
     Note the names: here `target_log_probs` is the TARGET NETWORK's log pi_tgt(a_t|x_t), and
     `online_log_probs` the learner's log pi_theta(a_t|x_t) (with grad), which `impala_loss`
-    calls target_log_probs. Per-step [T, B]: online_log_probs, target_log_probs,
-    behaviour_log_probs (log mu), entropy H(pi_theta) (with grad), values V(x_t) of the online
-    critic (with grad), rewards, discounts (gamma * (1 - terminated), not zeroed for
-    truncation), valid (bool or None), kl (KL(pi_tgt || pi_theta) with grad, or None for no
-    penalty); bootstrap_value: [B]. clip_is_threshold is rho_bar_tw; clip_epsilon is eps
-    (inf disables the clip); the V-trace options are those of `vtrace_from_importance_weights`.
+    calls target_log_probs. Per transition [T, B], indexed as in beast.algo.vtrace:
+    online_log_probs, target_log_probs, behaviour_log_probs (log mu), entropy H(pi_theta) (with
+    grad), v_tm1 V(x_t) of the online critic (with grad), r_t, discount_t (gamma * (1 -
+    terminated), not zeroed for truncation), valid (bool or None), kl (KL(pi_tgt || pi_theta)
+    with grad, or None for no penalty); bootstrap_value V(x_T): [B]. clip_is_threshold is
+    rho_bar_tw; clip_epsilon is eps (inf disables the clip); the V-trace options are those of
+    `vtrace_from_importance_weights`.
     `reduction` ("mean" or "sum") applies to every term, as in `impala_loss`.
     """
     if online_log_probs.dim() != 2:
@@ -146,7 +147,7 @@ def impact_loss(
     _expect_shape("target_log_probs", target_log_probs, tb, "online_log_probs")
     _expect_shape("behaviour_log_probs", behaviour_log_probs, tb, "online_log_probs")
     _expect_shape("entropy", entropy, tb, "online_log_probs")
-    _expect_shape("values", values, tb, "online_log_probs")
+    _expect_shape("v_tm1", v_tm1, tb, "online_log_probs")
     if kl is not None:
         _expect_shape("kl", kl, tb, "online_log_probs")
     if not clip_epsilon > 0:
@@ -156,7 +157,7 @@ def impact_loss(
 
     log_rhos = (target_log_probs - behaviour_log_probs).detach()
     vtrace = vtrace_from_importance_weights(
-        log_rhos, discounts, rewards, values.detach(), bootstrap_value.detach(),
+        log_rhos, discount_t, r_t, v_tm1.detach(), bootstrap_value.detach(),
         clip_rho_threshold=clip_rho_threshold, clip_c_threshold=clip_c_threshold,
         clip_pg_rho_threshold=clip_pg_rho_threshold, lambda_=lambda_, valid=valid)
     advantages = vtrace.pg_advantages
@@ -165,7 +166,7 @@ def impact_loss(
     clipped = ratios.clamp(1.0 - clip_epsilon, 1.0 + clip_epsilon)
     surrogate = torch.minimum(ratios * advantages, clipped * advantages)
     policy = _reduce(-surrogate, valid, reduction)
-    baseline = baseline_loss(values, vtrace.vs, mask=valid, reduction=reduction)
+    baseline = baseline_loss(v_tm1, vtrace.vs, mask=valid, reduction=reduction)
     entropy_term = entropy_loss(entropy, mask=valid, reduction=reduction)
     total = policy + baseline_cost * baseline + entropy_cost * entropy_term
     if kl is not None:

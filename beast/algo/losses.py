@@ -115,10 +115,10 @@ def impala_loss(
     target_log_probs: torch.Tensor,
     behaviour_log_probs: torch.Tensor,
     entropy: torch.Tensor,
-    values: torch.Tensor,
+    v_tm1: torch.Tensor,
     bootstrap_value: torch.Tensor,
-    rewards: torch.Tensor,
-    discounts: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
     valid: torch.Tensor | None = None,
     baseline_cost: float = 0.5,
     entropy_cost: float = 0.01,
@@ -130,10 +130,12 @@ def impala_loss(
 ) -> ImpalaLoss:
     """The IMPALA loss on one unroll, for any action distribution.
 
-    target_log_probs log pi(a_t|x_t) (with grad), behaviour_log_probs log mu(a_t|x_t),
-    entropy H(pi(.|x_t)) (with grad), values, rewards, discounts, valid (bool or None): [T, B];
-    bootstrap_value: [B]. `discounts` is gamma * (1 - terminated), not zeroed for truncation.
-    Gradients reach the target policy (pg and entropy terms) and values (baseline term) only:
+    Per transition [T, B], indexed as in beast.algo.vtrace: target_log_probs log pi(a_t|x_t)
+    (with grad), behaviour_log_probs log mu(a_t|x_t), entropy H(pi(.|x_t)) (with grad), v_tm1
+    V(x_t) (with grad), r_t, discount_t (gamma * (1 - terminated), not zeroed for truncation),
+    valid (bool or None); bootstrap_value V(x_T): [B]. `beast.algo.align_rollout` gives all but
+    the log-probs and entropy from a [T+1, B] rollout.
+    Gradients reach the target policy (pg and entropy terms) and v_tm1 (baseline term) only:
     V-trace runs on detached copies, and the behaviour terms and bootstrap_value get no gradient.
     """
     if target_log_probs.dim() != 2:
@@ -142,15 +144,15 @@ def impala_loss(
     tb = tuple(target_log_probs.shape)
     _expect_shape("behaviour_log_probs", behaviour_log_probs, tb, "target_log_probs")
     _expect_shape("entropy", entropy, tb, "target_log_probs")
-    _expect_shape("values", values, tb, "target_log_probs")
+    _expect_shape("v_tm1", v_tm1, tb, "target_log_probs")
     log_rhos = target_log_probs.detach() - behaviour_log_probs.detach()
     vtrace = vtrace_from_importance_weights(
-        log_rhos, discounts, rewards, values.detach(), bootstrap_value.detach(),
+        log_rhos, discount_t, r_t, v_tm1.detach(), bootstrap_value.detach(),
         clip_rho_threshold=clip_rho_threshold, clip_c_threshold=clip_c_threshold,
         clip_pg_rho_threshold=clip_pg_rho_threshold, lambda_=lambda_, valid=valid)
     pg = policy_gradient_loss(target_log_probs, vtrace.pg_advantages, mask=valid,
                               reduction=reduction)
-    baseline = baseline_loss(values, vtrace.vs, mask=valid, reduction=reduction)
+    baseline = baseline_loss(v_tm1, vtrace.vs, mask=valid, reduction=reduction)
     entropy_term = entropy_loss(entropy, mask=valid, reduction=reduction)
     total = pg + baseline_cost * baseline + entropy_cost * entropy_term
     return ImpalaLoss(total=total, pg_loss=pg, baseline_loss=baseline, entropy_loss=entropy_term,

@@ -19,8 +19,9 @@ batch with one valid step still has one selected (and none only when nothing is 
 every term is 0 with finite gradients). Means are over valid steps; there is no "sum"
 reduction (the spec states means, and psi already normalises L_pi). Returns stop at
 placeholder steps like V-trace's targets: G_s = V(x_s) at an invalid s, so step s-1
-bootstraps from the value of a truncated episode's final observation; `discounts` is
-gamma * (1 - terminated), not zeroed for truncation.
+bootstraps from the value of a truncated episode's final observation; `discount_t` is
+gamma * (1 - terminated), not zeroed for truncation. Every [T, B] input is indexed by
+transition as in beast.algo.vtrace (r_t, discount_t, v_tm1 = V(x_t), bootstrap_value = V(x_T)).
 
 Duals. eta and alpha are passed in as positive scalar tensors. The caller keeps raw
 parameters and maps them with `positive_dual` (softplus + 1e-8, so the gradient never dies),
@@ -30,17 +31,17 @@ The learner's call loop (one step; the optimiser holds the net and the raw duals
 
     raw_eta = nn.Parameter(raw_dual(1.0)); raw_alpha = nn.Parameter(raw_dual(5.0))
     output = model(batch)
+    steps = align_rollout(batch, discount, values=output.baseline)   # [T+1, B] -> [T, B]
     with torch.no_grad():
-        old = old_model(batch).policy_params[:-1]           # pi_old, copied every 100 steps
-    params, actions = output.policy_params[:-1], batch["action"][:-1]
+        old = steps.at_tm1(old_model(batch).policy_params)    # pi_old, copied every 100 steps
+    params = steps.at_tm1(output.policy_params)
     regions = [TrustRegion(dist.kl(old, params), positive_dual(raw_alpha), 0.01)]
     # Gaussian: kl_mu, kl_sigma = decoupled_gaussian_kl(dist, old, params)
     #   regions = [TrustRegion(kl_mu, alpha_mu, 0.01), TrustRegion(kl_sigma, alpha_sigma, 1e-5)]
-    loss = vmpo_loss(log_probs=dist.log_prob(params, actions), values=output.baseline[:-1],
-                     bootstrap_value=output.baseline[-1].detach(), rewards=batch["reward"][1:],
-                     discounts=discount * (~batch["terminated"][1:]).float(),
-                     valid=transition_mask(batch), eta=positive_dual(raw_eta),
-                     trust_regions=regions, epsilon_eta=0.01)
+    loss = vmpo_loss(log_probs=dist.log_prob(params, steps.a_tm1), v_tm1=steps.v_tm1,
+                     bootstrap_value=steps.bootstrap_value, r_t=steps.r_t,
+                     discount_t=steps.discount_t, valid=steps.valid,
+                     eta=positive_dual(raw_eta), trust_regions=regions, epsilon_eta=0.01)
     loss.total.backward(); optimizer.step()                  # Adam, lr 1e-4
 """
 
@@ -71,26 +72,27 @@ def raw_dual(value: float) -> torch.Tensor:
     return torch.tensor(x + math.log(-math.expm1(-x)))  # log(exp(x) - 1), stable for large x
 
 
-def n_step_returns(rewards_t: torch.Tensor, discounts_t: torch.Tensor, values_t: torch.Tensor,
+def n_step_returns(r_t: torch.Tensor, discount_t: torch.Tensor, v_tm1: torch.Tensor,
                    bootstrap_value: torch.Tensor, *, valid: torch.Tensor | None = None,
                    ) -> torch.Tensor:
-    """G_t = r_t + gamma_t G_{t+1} with G_T = bootstrap_value [B]; G_s = V(x_s) where valid is
-    False (the trace is cut there). Inputs [T, B]; the result is detached."""
-    if rewards_t.dim() != 2 or rewards_t.shape[0] < 1:
-        raise ValueError(f"rewards_t has shape {tuple(rewards_t.shape)}, expected [T, B]")
-    tb = tuple(rewards_t.shape)
-    _expect_shape("discounts_t", discounts_t, tb, "rewards_t")
-    _expect_shape("values_t", values_t, tb, "rewards_t")
-    _expect_shape("bootstrap_value", bootstrap_value, tb[1:], "rewards_t[0]: V(x_T) per env")
+    """G_t = r_t + gamma_t G_{t+1} with G_T = bootstrap_value [B]; G_s = V(x_s) = v_tm1[s]
+    where valid is False (the trace is cut there). Inputs [T, B] per transition (indexed as in
+    beast.algo.vtrace); the result is detached."""
+    if r_t.dim() != 2 or r_t.shape[0] < 1:
+        raise ValueError(f"r_t has shape {tuple(r_t.shape)}, expected [T, B]")
+    tb = tuple(r_t.shape)
+    _expect_shape("discount_t", discount_t, tb, "r_t")
+    _expect_shape("v_tm1", v_tm1, tb, "r_t")
+    _expect_shape("bootstrap_value", bootstrap_value, tb[1:], "r_t[0]: V(x_T) per env")
     if valid is not None:
-        _expect_shape("valid", valid, tb, "rewards_t")
+        _expect_shape("valid", valid, tb, "r_t")
     with torch.no_grad():
-        g = bootstrap_value.to(rewards_t.dtype)
+        g = bootstrap_value.to(r_t.dtype)
         returns = []
         for t in range(tb[0] - 1, -1, -1):
-            g = rewards_t[t] + discounts_t[t] * g
+            g = r_t[t] + discount_t[t] * g
             if valid is not None:
-                g = torch.where(valid[t], g, values_t[t])
+                g = torch.where(valid[t], g, v_tm1[t])
             returns.append(g)
         returns.reverse()
         return torch.stack(returns)
@@ -210,10 +212,10 @@ class VmpoLoss(NamedTuple):
 def vmpo_loss(
     *,
     log_probs: torch.Tensor,
-    values: torch.Tensor,
+    v_tm1: torch.Tensor,
     bootstrap_value: torch.Tensor,
-    rewards: torch.Tensor,
-    discounts: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
     eta: torch.Tensor,
     trust_regions: Sequence[TrustRegion],
     valid: torch.Tensor | None = None,
@@ -221,14 +223,15 @@ def vmpo_loss(
 ) -> VmpoLoss:
     """The V-MPO loss on one unroll (see the module docstring), for any action distribution.
 
-    log_probs log pi_theta(a_t|x_t) and values V(x_t) (both with grad), rewards, discounts
-    (gamma * (1 - terminated)), valid (bool or None): [T, B]; bootstrap_value: [B] (no grad);
+    Per transition [T, B], indexed as in beast.algo.vtrace: log_probs log pi_theta(a_t|x_t)
+    and v_tm1 V(x_t) (both with grad), r_t, discount_t (gamma * (1 - terminated)), valid (bool
+    or None); bootstrap_value V(x_T): [B] (no grad);
     eta: positive scalar tensor; trust_regions: the KL bounds (each kl [T, B]).
     """
     if log_probs.dim() != 2:
         raise ValueError(f"log_probs has shape {tuple(log_probs.shape)}, expected [T, B]")
     tb = tuple(log_probs.shape)
-    _expect_shape("values", values, tb, "log_probs")
+    _expect_shape("v_tm1", v_tm1, tb, "log_probs")
     if valid is not None:
         _expect_shape("valid", valid, tb, "log_probs")
         if valid.dtype != torch.bool:
@@ -236,12 +239,12 @@ def vmpo_loss(
     for i, region in enumerate(trust_regions):
         _expect_shape(f"trust_regions[{i}].kl", region.kl, tb, "log_probs")
 
-    returns = n_step_returns(rewards, discounts, values.detach(), bootstrap_value.detach(),
+    returns = n_step_returns(r_t, discount_t, v_tm1.detach(), bootstrap_value.detach(),
                              valid=valid)
-    advantages = returns - values.detach()
+    advantages = returns - v_tm1.detach()
     if valid is not None:
         advantages = torch.where(valid, advantages, 0.0)
-    value = baseline_loss(values, returns, mask=valid, reduction="mean")
+    value = baseline_loss(v_tm1, returns, mask=valid, reduction="mean")
     selected = top_half(advantages, valid)
     e_step = temperature_loss(advantages, selected, eta, epsilon_eta)
     policy = -torch.where(selected, e_step.psi * log_probs, 0.0).sum()

@@ -5,15 +5,22 @@ a few updates. V-trace corrects the n-step value targets with *truncated* import
 so the learner can use slightly off-policy unrolls without the variance of full importance
 sampling, and the targets reduce to ordinary n-step returns when the data is on-policy.
 
-Conventions (time-major, T steps, B environments; transition t is (x_t, a_t, r_t, x_{t+1})):
+Conventions. Every [T, B] input has one entry per transition t = 0 .. T-1 of B environments,
+transition t going from state x_t to x_{t+1}. The names are rlax's: `_tm1` belongs to the state
+a transition leaves, `_t` to the step that reaches the next one.
 
-    log_rhos[t]       log pi(a_t|x_t) - log mu(a_t|x_t)
-    discounts[t]      gamma_t = gamma * (1 - terminated after a_t). The caller computes it and
-                      does NOT zero it for truncation: a truncated episode bootstraps.
-    rewards[t]        r_t
-    values[t]         V(x_t)
-    bootstrap_value   V(x_T), shape [B]
-    valid[t]          False marks a placeholder transition (see below); None = all valid.
+    transition t       0            1                 T-1
+    leaves / reaches   x_0 -> x_1   x_1 -> x_2  ...   x_{T-1} -> x_T
+    log_rhos[t]        log pi(a_t|x_t) - log mu(a_t|x_t), a_t the action taken at x_t
+    r_t[t]             the reward a_t earned
+    discount_t[t]      gamma * (1 - [x_{t+1} is terminal]). NOT zeroed for truncation:
+                       a truncated episode bootstraps.
+    v_tm1[t]           V(x_t)
+    bootstrap_value    V(x_T), shape [B]
+    valid[t]           False marks a placeholder transition (see below); None = all valid.
+
+`beast.algo.align_rollout` builds these from a [T+1, B] rollout; beast.algo.timestep shows
+which rollout entry each comes from (the reward of transition t is stored at entry t+1).
 
 With rho_t = min(rho_bar, pi/mu), c_t = lambda * min(c_bar, pi/mu):
 
@@ -80,9 +87,9 @@ def _clip(ratio: torch.Tensor, threshold: float | None) -> torch.Tensor:
 
 def vtrace_from_importance_weights(
     log_rhos: torch.Tensor,
-    discounts: torch.Tensor,
-    rewards: torch.Tensor,
-    values: torch.Tensor,
+    discount_t: torch.Tensor,
+    r_t: torch.Tensor,
+    v_tm1: torch.Tensor,
     bootstrap_value: torch.Tensor,
     *,
     clip_rho_threshold: float | None = 1.0,
@@ -93,15 +100,15 @@ def vtrace_from_importance_weights(
 ) -> VTraceReturns:
     """V-trace targets and advantages from log importance weights (see the module docstring).
 
-    Shapes: log_rhos, discounts, rewards, values (and valid, bool) are [T, B];
-    bootstrap_value is [B]. Raises ValueError naming the argument whose shape is wrong.
+    Shapes: log_rhos, discount_t, r_t, v_tm1 (and valid, bool) are [T, B]; bootstrap_value is
+    [B]. Raises ValueError naming the argument whose shape is wrong.
     """
     if log_rhos.dim() != 2 or log_rhos.shape[0] < 1:
         raise ValueError(f"log_rhos has shape {tuple(log_rhos.shape)}, expected [T, B] with T >= 1")
     tb = tuple(log_rhos.shape)
-    _expect_shape("discounts", discounts, tb, "[T, B] like log_rhos")
-    _expect_shape("rewards", rewards, tb, "[T, B] like log_rhos")
-    _expect_shape("values", values, tb, "[T, B] like log_rhos")
+    _expect_shape("discount_t", discount_t, tb, "[T, B] like log_rhos")
+    _expect_shape("r_t", r_t, tb, "[T, B] like log_rhos")
+    _expect_shape("v_tm1", v_tm1, tb, "[T, B] like log_rhos")
     _expect_shape("bootstrap_value", bootstrap_value, tb[1:], "[B]: V(x_T) per environment")
     if valid is not None:
         _expect_shape("valid", valid, tb, "[T, B] like log_rhos")
@@ -117,10 +124,9 @@ def vtrace_from_importance_weights(
         rho_t = torch.exp(log_rhos)
         clipped_rho_t = _clip(rho_t, clip_rho_threshold)
         c_t = lambda_ * _clip(rho_t, clip_c_threshold)
-        v_t = values
-        v_tp1 = torch.cat([values[1:], bootstrap_value.unsqueeze(0)], dim=0)
-        delta_t = clipped_rho_t * (rewards + discounts * v_tp1 - v_t)
-        trace_t = discounts * c_t
+        v_t = torch.cat([v_tm1[1:], bootstrap_value.unsqueeze(0)], dim=0)  # V(x_{t+1})
+        delta_t = clipped_rho_t * (r_t + discount_t * v_t - v_tm1)
+        trace_t = discount_t * c_t
         if valid is not None:
             # Zero at placeholders: delta_s = 0 and the trace to s+1 is cut, so v_s = V(x_s).
             delta_t = torch.where(valid, delta_t, 0.0)
@@ -133,10 +139,10 @@ def vtrace_from_importance_weights(
             correction = torch.addcmul(delta_t[t], trace_t[t], correction)
             corrections.append(correction)
         corrections.reverse()
-        vs = v_t + torch.stack(corrections)
+        vs = v_tm1 + torch.stack(corrections)
 
-        vs_tp1 = torch.cat([vs[1:], bootstrap_value.unsqueeze(0)], dim=0)
-        pg_advantages = _clip(rho_t, clip_pg_rho_threshold) * (rewards + discounts * vs_tp1 - v_t)
+        vs_t = torch.cat([vs[1:], bootstrap_value.unsqueeze(0)], dim=0)  # v_{t+1}
+        pg_advantages = _clip(rho_t, clip_pg_rho_threshold) * (r_t + discount_t * vs_t - v_tm1)
         if valid is not None:
             pg_advantages = torch.where(valid, pg_advantages, 0.0)
     return VTraceReturns(vs=vs, pg_advantages=pg_advantages)
@@ -145,10 +151,10 @@ def vtrace_from_importance_weights(
 def vtrace_from_logits(
     behaviour_policy_logits: torch.Tensor,
     target_policy_logits: torch.Tensor,
-    actions: torch.Tensor,
-    discounts: torch.Tensor,
-    rewards: torch.Tensor,
-    values: torch.Tensor,
+    a_tm1: torch.Tensor,
+    discount_t: torch.Tensor,
+    r_t: torch.Tensor,
+    v_tm1: torch.Tensor,
     bootstrap_value: torch.Tensor,
     *,
     clip_rho_threshold: float | None = 1.0,
@@ -158,7 +164,8 @@ def vtrace_from_logits(
     valid: torch.Tensor | None = None,
 ) -> VTraceFromLogitsReturns:
     """V-trace for categorical policies given as logits [T, B, A] and int actions [T, B] (the
-    learner computes log-probabilities through its beast.distributions object instead).
+    learner computes log-probabilities through its beast.distributions object instead): the
+    logits are pi's and mu's at x_t, a_tm1 [T, B] the action taken there.
 
     log_rhos = log pi(a) - log mu(a) from log_softmax in at least float32. The returned action
     log-probabilities keep their autograd history (so a caller may build a policy loss on the
@@ -170,14 +177,14 @@ def vtrace_from_logits(
                          f"{tuple(behaviour_policy_logits.shape)}, expected [T, B, A]")
     _expect_shape("target_policy_logits", target_policy_logits,
                   tuple(behaviour_policy_logits.shape), "[T, B, A] like behaviour_policy_logits")
-    _expect_shape("actions", actions, tuple(behaviour_policy_logits.shape[:2]),
+    _expect_shape("a_tm1", a_tm1, tuple(behaviour_policy_logits.shape[:2]),
                   "[T, B] like the logits' leading axes")
     categorical = Categorical(behaviour_policy_logits.shape[-1])
-    behaviour_log_probs = categorical.log_prob(behaviour_policy_logits, actions)
-    target_log_probs = categorical.log_prob(target_policy_logits, actions)
+    behaviour_log_probs = categorical.log_prob(behaviour_policy_logits, a_tm1)
+    target_log_probs = categorical.log_prob(target_policy_logits, a_tm1)
     log_rhos = target_log_probs.detach() - behaviour_log_probs.detach()
     returns = vtrace_from_importance_weights(
-        log_rhos, discounts, rewards, values, bootstrap_value,
+        log_rhos, discount_t, r_t, v_tm1, bootstrap_value,
         clip_rho_threshold=clip_rho_threshold, clip_c_threshold=clip_c_threshold,
         clip_pg_rho_threshold=clip_pg_rho_threshold, lambda_=lambda_, valid=valid)
     return VTraceFromLogitsReturns(

@@ -1,15 +1,17 @@
 """What every objective returns, and the pieces the objectives share: the model's inputs for
-a batch, the learner's view of rewards, and frozen target copies of the model."""
+a batch, the batch's transitions as the losses see them, and frozen target copies of the model."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from beast.algo.losses import clip_rewards
+from beast.algo.timestep import AlignedTransitions, align_rollout
 from beast.loss_config import LossConfig
 
 
@@ -31,18 +33,16 @@ def model_inputs(batch: dict[str, torch.Tensor]
     return batch["obs"], core_state, done
 
 
-def transition_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[T, B]: transition t is real only if o_t did not end an episode (with next-step
-    autoreset the action taken at a final observation is ignored by the env)."""
-    return ~(batch["terminated"][:-1] | batch["truncated"][:-1])
-
-
-def learner_rewards(batch: dict[str, torch.Tensor], config: LossConfig
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rewards, discounts) [T, B] as every loss sees them: scaled by --reward-scale, then
-    clipped by --reward-clip; the discount is zeroed by termination, not by truncation."""
-    rewards = clip_rewards(config.reward_scale * batch["reward"][1:], config.reward_clip)
-    return rewards, config.discount * (~batch["terminated"][1:]).float()
+def learner_transitions(batch: dict[str, torch.Tensor], config: LossConfig,
+                        values: torch.Tensor) -> AlignedTransitions:
+    """The [T, B] transitions of a [T+1, B] batch as every loss sees them: `align_rollout`
+    (beast.algo.timestep, the one place that knows the time-index convention) with the
+    --discount, and its rewards scaled by --reward-scale, then clipped by --reward-clip.
+    `values` is the online critic's baseline over the batch ([T+1, B]); the discount is zeroed
+    by termination, not by truncation."""
+    steps = align_rollout(batch, config.discount, values=values)
+    rewards = clip_rewards(config.reward_scale * steps.r_t, config.reward_clip)
+    return dataclasses.replace(steps, r_t=rewards)
 
 
 def vtrace_settings(config: LossConfig) -> dict[str, Any]:

@@ -37,8 +37,7 @@ from beast.algo.losses import _reduce
 from beast.loss_config import ImpactConfig, LossConfig
 from beast.models.agent import AgentOutput
 from beast.objectives.base import (ObjectiveResult, frozen_copy, hard_update, keep_online,
-                                   learner_rewards, model_inputs, transition_mask,
-                                   vtrace_settings)
+                                   learner_transitions, model_inputs, vtrace_settings)
 
 KL_COEF_RANGE = (1e-6, 1e6)
 """The adaptive coefficient stays within this range: halving a float without a floor reaches
@@ -63,31 +62,29 @@ class ImpactObjective(nn.Module):
         cfg, impact = self.config, self.impact
         if int(self.steps) % self.target_period == 0:
             hard_update(self.target, self.online)
+        steps = learner_transitions(batch, cfg, output.baseline)
         with torch.no_grad():
-            target_params = self.target(*model_inputs(batch)).policy_params[:-1]
-        valid = transition_mask(batch)
-        params = output.policy_params[:-1]
-        actions = batch["action"][:-1]
-        rewards, discounts = learner_rewards(batch, cfg)
+            target_params = steps.at_tm1(self.target(*model_inputs(batch)).policy_params)
+        params = steps.at_tm1(output.policy_params)
         kl = self.dist.kl(target_params, params)
         penalised = impact.impact_kl_coef > 0
         loss = impact_loss(
-            online_log_probs=self.dist.log_prob(params, actions),
-            target_log_probs=self.dist.log_prob(target_params, actions),
-            behaviour_log_probs=self.dist.log_prob(batch["policy_params"][:-1], actions),
+            online_log_probs=self.dist.log_prob(params, steps.a_tm1),
+            target_log_probs=self.dist.log_prob(target_params, steps.a_tm1),
+            behaviour_log_probs=self.dist.log_prob(steps.mu_tm1, steps.a_tm1),
             entropy=self.dist.entropy(params),
-            values=output.baseline[:-1],
-            bootstrap_value=output.baseline[-1].detach(),
-            rewards=rewards,
-            discounts=discounts,
-            valid=valid,
+            v_tm1=steps.v_tm1,
+            bootstrap_value=steps.bootstrap_value,
+            r_t=steps.r_t,
+            discount_t=steps.discount_t,
+            valid=steps.valid,
             kl=kl if penalised else None,
             kl_coef=self.kl_coef.to(params.dtype),
             clip_epsilon=impact.impact_clip_epsilon,
             clip_is_threshold=impact.impact_clip_is,
             **vtrace_settings(cfg),
         )
-        mean_kl = _reduce(kl.detach(), valid, "mean")
+        mean_kl = _reduce(kl.detach(), steps.valid, "mean")
         metrics = {
             "loss/total": loss.total.detach(),
             "loss/pg": loss.policy_loss.detach(),

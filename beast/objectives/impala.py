@@ -17,8 +17,7 @@ from beast.algo.losses import impala_loss
 from beast.distributions import ActionDistribution
 from beast.loss_config import LossConfig
 from beast.models.agent import AgentOutput
-from beast.objectives.base import (ObjectiveResult, learner_rewards, transition_mask,
-                                   vtrace_settings)
+from beast.objectives.base import ObjectiveResult, learner_transitions, vtrace_settings
 
 
 class ImpalaObjective(nn.Module):
@@ -31,22 +30,20 @@ class ImpalaObjective(nn.Module):
 
     def forward(self, output: AgentOutput, batch: dict[str, torch.Tensor]) -> ObjectiveResult:
         cfg = self.config
-        valid = transition_mask(batch)
-        params = output.policy_params[:-1]
-        actions = batch["action"][:-1]
-        rewards, discounts = learner_rewards(batch, cfg)
+        steps = learner_transitions(batch, cfg, output.baseline)
+        params = steps.at_tm1(output.policy_params)
         loss = impala_loss(
-            target_log_probs=self.dist.log_prob(params, actions),
-            behaviour_log_probs=self.dist.log_prob(batch["policy_params"][:-1], actions),
+            target_log_probs=self.dist.log_prob(params, steps.a_tm1),
+            behaviour_log_probs=self.dist.log_prob(steps.mu_tm1, steps.a_tm1),
             entropy=self.dist.entropy(params),
-            values=output.baseline[:-1],
-            bootstrap_value=output.baseline[-1].detach(),
-            rewards=rewards,
-            discounts=discounts,
-            valid=valid,
+            v_tm1=steps.v_tm1,
+            bootstrap_value=steps.bootstrap_value,
+            r_t=steps.r_t,
+            discount_t=steps.discount_t,
+            valid=steps.valid,
             **vtrace_settings(cfg),
         )
-        rho_clipped = (loss.log_rhos > math.log(cfg.clip_rho))[valid]
+        rho_clipped = (loss.log_rhos > math.log(cfg.clip_rho))[steps.valid]
         metrics = {
             "loss/total": loss.total.detach(),
             "loss/pg": loss.pg_loss.detach(),

@@ -38,7 +38,7 @@ from beast.distributions import DiagGaussian
 from beast.loss_config import LossConfig, VmpoConfig
 from beast.models.agent import AgentOutput
 from beast.objectives.base import (ObjectiveResult, frozen_copy, hard_update, keep_online,
-                                   learner_rewards, model_inputs, transition_mask)
+                                   learner_transitions, model_inputs)
 
 
 class VmpoObjective(nn.Module):
@@ -77,20 +77,20 @@ class VmpoObjective(nn.Module):
     def forward(self, output: AgentOutput, batch: dict[str, torch.Tensor]) -> ObjectiveResult:
         if int(self.steps) % self.vmpo.vmpo_target_period == 0:
             hard_update(self.old, self.online)
+        steps = learner_transitions(batch, self.config, output.baseline)
         with torch.no_grad():
-            old_params = self.old(*model_inputs(batch)).policy_params[:-1]
-        params = output.policy_params[:-1]
+            old_params = steps.at_tm1(self.old(*model_inputs(batch)).policy_params)
+        params = steps.at_tm1(output.policy_params)
         regions = self.trust_regions(old_params, params)
-        rewards, discounts = learner_rewards(batch, self.config)
         loss = vmpo_loss(
-            log_probs=self.dist.log_prob(params, batch["action"][:-1]),
-            values=output.baseline[:-1],
-            bootstrap_value=output.baseline[-1].detach(),
-            rewards=rewards,
-            discounts=discounts,
+            log_probs=self.dist.log_prob(params, steps.a_tm1),
+            v_tm1=steps.v_tm1,
+            bootstrap_value=steps.bootstrap_value,
+            r_t=steps.r_t,
+            discount_t=steps.discount_t,
             eta=positive_dual(self.raw_eta),
             trust_regions=list(regions.values()),
-            valid=transition_mask(batch),
+            valid=steps.valid,
             epsilon_eta=self.vmpo.vmpo_epsilon_eta,
         )
         metrics = {

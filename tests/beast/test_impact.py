@@ -31,9 +31,9 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
         "target_logits": behaviour + 1.5 * torch.randn(T, B, A, generator=g, dtype=torch.float64),
         "behaviour_logits": behaviour,
         "actions": torch.randint(A, (T, B), generator=g),
-        "values": torch.randn(T, B, generator=g, dtype=torch.float64),
-        "rewards": torch.randn(T, B, generator=g, dtype=torch.float64),
-        "discounts": discounts,
+        "v_tm1": torch.randn(T, B, generator=g, dtype=torch.float64),
+        "r_t": torch.randn(T, B, generator=g, dtype=torch.float64),
+        "discount_t": discounts,
         "bootstrap_value": torch.randn(B, generator=g, dtype=torch.float64),
         "valid": valid,
     }
@@ -44,8 +44,8 @@ def inputs(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         online_log_probs=DIST.log_prob(d["logits"], d["actions"]),
         target_log_probs=DIST.log_prob(d["target_logits"], d["actions"]),
         behaviour_log_probs=DIST.log_prob(d["behaviour_logits"], d["actions"]),
-        entropy=categorical_entropy(d["logits"]), values=d["values"],
-        bootstrap_value=d["bootstrap_value"], rewards=d["rewards"], discounts=d["discounts"])
+        entropy=categorical_entropy(d["logits"]), v_tm1=d["v_tm1"],
+        bootstrap_value=d["bootstrap_value"], r_t=d["r_t"], discount_t=d["discount_t"])
 
 
 def clip(x: float, threshold: float | None) -> float:
@@ -57,7 +57,7 @@ def reference(d, *, valid, kl_coef, baseline_cost, entropy_cost, eps, rho_tw, cl
     """Every term by scalar loops: V-trace backwards per env, then the surrogate per step."""
     lp = {k: DIST.log_prob(d[k], d["actions"]).tolist()
           for k in ("logits", "target_logits", "behaviour_logits")}
-    v, r, gam = d["values"].tolist(), d["rewards"].tolist(), d["discounts"].tolist()
+    v, r, gam = d["v_tm1"].tolist(), d["r_t"].tolist(), d["discount_t"].tolist()
     ok = [[valid is None or bool(valid[t, b]) for b in range(B)] for t in range(T)]
     vs = [[0.0] * B for _ in range(T)]
     adv = [[0.0] * B for _ in range(T)]
@@ -163,8 +163,8 @@ def test_reduces_to_impala_when_target_is_online_and_clipping_is_off(vtrace_clip
     grads = []
     for use_impact in (True, False):
         logits = d["logits"].clone().requires_grad_()
-        values = d["values"].clone().requires_grad_()
-        tensors = inputs(d | {"logits": logits, "values": values})
+        values = d["v_tm1"].clone().requires_grad_()
+        tensors = inputs(d | {"logits": logits, "v_tm1": values})
         if use_impact:
             out = impact_loss(**(tensors | {"target_log_probs": tensors["online_log_probs"]}),
                               clip_epsilon=eps, clip_is_threshold=INF, **vtrace)
@@ -237,7 +237,7 @@ def test_invalid_steps_leak_into_neither_loss_nor_gradient() -> None:
     poisoned = {k: x.clone() for k, x in clean.items()}
     for name, bad in [("online_log_probs", math.nan), ("target_log_probs", -INF),
                       ("behaviour_log_probs", math.nan), ("entropy", INF), ("kl", math.nan),
-                      ("rewards", math.nan)]:
+                      ("r_t", math.nan)]:
         poisoned[name][~valid] = bad
     results = []
     for tensors in (clean, poisoned):
@@ -253,7 +253,7 @@ def test_invalid_steps_leak_into_neither_loss_nor_gradient() -> None:
 def test_shape_errors_name_the_argument() -> None:
     tensors = inputs(make_batch(7))
     for name in ("online_log_probs", "target_log_probs", "behaviour_log_probs", "entropy",
-                 "values", "rewards"):
+                 "v_tm1", "r_t"):
         with pytest.raises(ValueError, match=name):
             impact_loss(**(tensors | {name: tensors[name][1:, None]}))
     with pytest.raises(ValueError, match="kl"):

@@ -38,10 +38,10 @@ def make_batch(seed: int = 0, dtype: torch.dtype = torch.float64) -> dict[str, t
         "behaviour_logits": torch.randn(T, B, A, generator=g, dtype=dtype),
         "actions": torch.randint(A, (T, B), generator=g),
         "advantages": torch.randn(T, B, generator=g, dtype=dtype),
-        "values": torch.randn(T, B, generator=g, dtype=dtype),
+        "v_tm1": torch.randn(T, B, generator=g, dtype=dtype),
         "targets": torch.randn(T, B, generator=g, dtype=dtype),
-        "rewards": torch.randn(T, B, generator=g, dtype=dtype),
-        "discounts": torch.full((T, B), 0.9, dtype=dtype),
+        "r_t": torch.randn(T, B, generator=g, dtype=dtype),
+        "discount_t": torch.full((T, B), 0.9, dtype=dtype),
         "bootstrap_value": torch.randn(B, generator=g, dtype=dtype),
         "mask": mask,
     }
@@ -87,9 +87,9 @@ def test_baseline_loss_matches_loop(use_mask, reduction: str) -> None:
     mask = d["mask"] if use_mask else None
 
     def term(t: int, b: int) -> float:
-        return 0.5 * (float(d["targets"][t, b]) - float(d["values"][t, b])) ** 2
+        return 0.5 * (float(d["targets"][t, b]) - float(d["v_tm1"][t, b])) ** 2
 
-    got = baseline_loss(d["values"], d["targets"], mask=mask, reduction=reduction)
+    got = baseline_loss(d["v_tm1"], d["targets"], mask=mask, reduction=reduction)
     assert float(got) == pytest.approx(loop_reduce(term, mask, reduction), rel=1e-10)
 
 
@@ -108,8 +108,8 @@ def test_entropy_loss_is_negative_entropy(use_mask, reduction: str) -> None:
 
 def test_masked_entries_contribute_nothing_even_if_not_finite() -> None:
     d = make_batch(3)
-    clean = baseline_loss(d["values"], d["targets"], mask=d["mask"], reduction="sum")
-    poisoned = d["values"].clone()
+    clean = baseline_loss(d["v_tm1"], d["targets"], mask=d["mask"], reduction="sum")
+    poisoned = d["v_tm1"].clone()
     poisoned[~d["mask"]] = float("nan")
     masked = baseline_loss(poisoned, d["targets"], mask=d["mask"], reduction="sum")
     assert float(masked) == float(clean)
@@ -130,7 +130,7 @@ def test_reduction_and_mask_are_validated() -> None:
     with pytest.raises(ValueError, match="advantages"):
         policy_gradient_loss(log_pi_a(d["logits"], d["actions"]), d["advantages"][:, :2])
     with pytest.raises(ValueError, match="targets"):
-        baseline_loss(d["values"], d["targets"][1:])
+        baseline_loss(d["v_tm1"], d["targets"][1:])
 
 
 def test_categorical_kl_matches_loop_and_is_a_divergence() -> None:
@@ -163,8 +163,8 @@ def impala_inputs(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return dict(
         target_log_probs=log_pi_a(d["logits"], d["actions"]),
         behaviour_log_probs=log_pi_a(d["behaviour_logits"], d["actions"]),
-        entropy=categorical_entropy(d["logits"]), values=d["values"],
-        bootstrap_value=d["bootstrap_value"], rewards=d["rewards"], discounts=d["discounts"])
+        entropy=categorical_entropy(d["logits"]), v_tm1=d["v_tm1"],
+        bootstrap_value=d["bootstrap_value"], r_t=d["r_t"], discount_t=d["discount_t"])
 
 
 def impala(d: dict[str, torch.Tensor], **options):
@@ -177,14 +177,14 @@ def test_impala_total_is_the_weighted_sum_of_its_terms(reduction: str) -> None:
     out = impala(d, valid=d["mask"], baseline_cost=0.7, entropy_cost=0.03, reduction=reduction)
     weighted = out.pg_loss + 0.7 * out.baseline_loss + 0.03 * out.entropy_loss
     torch.testing.assert_close(out.total, weighted)
-    vt = vtrace_from_logits(d["behaviour_logits"], d["logits"], d["actions"], d["discounts"],
-                            d["rewards"], d["values"], d["bootstrap_value"], valid=d["mask"])
+    vt = vtrace_from_logits(d["behaviour_logits"], d["logits"], d["actions"], d["discount_t"],
+                            d["r_t"], d["v_tm1"], d["bootstrap_value"], valid=d["mask"])
     torch.testing.assert_close(out.vs, vt.vs)
     torch.testing.assert_close(out.log_rhos, vt.log_rhos)
     options = dict(mask=d["mask"], reduction=reduction)
     torch.testing.assert_close(out.pg_loss, policy_gradient_loss(
         log_pi_a(d["logits"], d["actions"]), vt.pg_advantages, **options))
-    torch.testing.assert_close(out.baseline_loss, baseline_loss(d["values"], vt.vs, **options))
+    torch.testing.assert_close(out.baseline_loss, baseline_loss(d["v_tm1"], vt.vs, **options))
     torch.testing.assert_close(out.entropy_loss,
                                entropy_loss(categorical_entropy(d["logits"]), **options))
     ratio = float(impala(d, valid=d["mask"], reduction="sum").pg_loss) / float(
@@ -196,11 +196,11 @@ def test_impala_total_is_the_weighted_sum_of_its_terms(reduction: str) -> None:
 def test_gradients_reach_logits_and_values_but_not_targets(reduction: str) -> None:
     d = make_batch(7)
     logits = d["logits"].clone().requires_grad_()
-    values = d["values"].clone().requires_grad_()
+    values = d["v_tm1"].clone().requires_grad_()
     behaviour = d["behaviour_logits"].clone().requires_grad_()
     bootstrap = d["bootstrap_value"].clone().requires_grad_()
     mask = d["mask"]
-    out = impala(d | {"logits": logits, "values": values, "behaviour_logits": behaviour,
+    out = impala(d | {"logits": logits, "v_tm1": values, "behaviour_logits": behaviour,
                       "bootstrap_value": bootstrap}, valid=mask, reduction=reduction)
     assert not out.vs.requires_grad and not out.pg_advantages.requires_grad
     assert not out.log_rhos.requires_grad
@@ -215,7 +215,7 @@ def test_gradients_reach_logits_and_values_but_not_targets(reduction: str) -> No
 
     # Baseline term: d/dV [0.5 (v - V)^2] = -(v - V) only if v is held fixed.
     (grad_v,) = torch.autograd.grad(out.baseline_loss, values, retain_graph=True)
-    expected_v = torch.where(mask, -(out.vs - d["values"]), 0.0) / count
+    expected_v = torch.where(mask, -(out.vs - d["v_tm1"]), 0.0) / count
     torch.testing.assert_close(grad_v, expected_v)
 
     out.total.backward()
@@ -247,7 +247,7 @@ def test_advantages_and_targets_are_detached() -> None:
     targets = d["targets"].clone().requires_grad_()
     logits = d["logits"].clone().requires_grad_()
     pg = policy_gradient_loss(log_pi_a(logits, d["actions"]), advantages)
-    (pg + baseline_loss(d["values"], targets)).backward()
+    (pg + baseline_loss(d["v_tm1"], targets)).backward()
     assert advantages.grad is None and targets.grad is None and logits.grad is not None
 
 
@@ -260,10 +260,10 @@ def test_impala_loss_shape_errors_name_the_argument() -> None:
         impala_loss(**(inputs | {"behaviour_log_probs": inputs["behaviour_log_probs"][:, :2]}))
     with pytest.raises(ValueError, match="entropy"):
         impala_loss(**(inputs | {"entropy": inputs["entropy"][1:]}))
-    with pytest.raises(ValueError, match="values"):
-        impala_loss(**(inputs | {"values": d["values"][:, :2]}))
-    with pytest.raises(ValueError, match="rewards"):
-        impala_loss(**(inputs | {"rewards": d["rewards"][1:]}))
+    with pytest.raises(ValueError, match="v_tm1"):
+        impala_loss(**(inputs | {"v_tm1": d["v_tm1"][:, :2]}))
+    with pytest.raises(ValueError, match="r_t"):
+        impala_loss(**(inputs | {"r_t": d["r_t"][1:]}))
 
 
 def test_reward_clipping_modes_against_scalar_reference() -> None:

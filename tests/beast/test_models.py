@@ -170,7 +170,7 @@ def test_learner_feeds_the_loss_the_actors_outputs(monkeypatch) -> None:
     torch.testing.assert_close(output.policy_params.detach(), batch["policy_params"],
                                atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(output.baseline.detach(), batch["baseline"], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(seen["values"].detach(), batch["baseline"][:-1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(seen["v_tm1"].detach(), batch["baseline"][:-1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(seen["target_log_probs"].detach(), seen["behaviour_log_probs"],
                                atol=1e-5, rtol=1e-5)
 

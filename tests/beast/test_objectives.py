@@ -16,7 +16,6 @@ from beast.envs import make_vector_env
 from beast.learner import Learner
 from beast.models import build_model
 from beast.objectives import ImpactObjective, VmpoObjective, build_objective
-from beast.objectives.base import learner_rewards, transition_mask
 from beast.rollout import RolloutSpec
 
 T, K = 9, 4
@@ -70,15 +69,18 @@ def test_impact_at_its_first_step_is_impact_loss_with_the_online_net_as_target()
     batch = next_batch(learner, worker)
     output = learner.model(batch["obs"])
     dist = learner.model.dist
+    # The rollout's convention written out by hand: transition t is (o_t, a_t, reward[t+1]).
     params, actions = output.policy_params[:-1], batch["action"][:-1]
-    rewards, discounts = learner_rewards(batch, LossConfig())
+    r_t = batch["reward"][1:]
+    discount_t = LossConfig().discount * (~batch["terminated"][1:]).float()
+    valid = ~(batch["terminated"][:-1] | batch["truncated"][:-1])
     expected = impact_loss(
         online_log_probs=dist.log_prob(params, actions),
         target_log_probs=dist.log_prob(params.detach(), actions),
         behaviour_log_probs=dist.log_prob(batch["policy_params"][:-1], actions),
-        entropy=dist.entropy(params), values=output.baseline[:-1],
-        bootstrap_value=output.baseline[-1].detach(), rewards=rewards, discounts=discounts,
-        valid=transition_mask(batch), clip_epsilon=0.3, clip_is_threshold=1.5,
+        entropy=dist.entropy(params), v_tm1=output.baseline[:-1],
+        bootstrap_value=output.baseline[-1].detach(), r_t=r_t, discount_t=discount_t,
+        valid=valid, clip_epsilon=0.3, clip_is_threshold=1.5,
         clip_pg_rho_threshold=LossConfig().clip_pg_rho)
     result = learner.objective(output, batch)
     torch.testing.assert_close(result.loss, expected.total)

@@ -23,9 +23,9 @@ def expected_pg_gradient(clip_pg_rho: float, value_error: float) -> tuple[torch.
         one_step = impala_loss(
             target_log_probs=dist.log_prob(logits.view(1, 1, 2), a),
             behaviour_log_probs=dist.log_prob(behaviour.view(1, 1, 2), a),
-            entropy=torch.zeros(1, 1), values=torch.full((1, 1), value_error),
-            bootstrap_value=torch.zeros(1), rewards=torch.zeros(1, 1),
-            discounts=torch.zeros(1, 1), entropy_cost=0.0, baseline_cost=0.0,
+            entropy=torch.zeros(1, 1), v_tm1=torch.full((1, 1), value_error),
+            bootstrap_value=torch.zeros(1), r_t=torch.zeros(1, 1),
+            discount_t=torch.zeros(1, 1), entropy_cost=0.0, baseline_cost=0.0,
             clip_rho_threshold=clip_pg_rho, clip_pg_rho_threshold=clip_pg_rho)
         total = total + mu[action] * one_step.total
     total.backward()

@@ -41,9 +41,9 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
         "logits": old + 0.3 * torch.randn(T, B, A, generator=g, dtype=F64),
         "old_logits": old,
         "actions": torch.randint(A, (T, B), generator=g),
-        "values": torch.randn(T, B, generator=g, dtype=F64),
-        "rewards": torch.randn(T, B, generator=g, dtype=F64),
-        "discounts": discounts,
+        "v_tm1": torch.randn(T, B, generator=g, dtype=F64),
+        "r_t": torch.randn(T, B, generator=g, dtype=F64),
+        "discount_t": discounts,
         "bootstrap_value": torch.randn(B, generator=g, dtype=F64),
         "valid": valid,
     }
@@ -56,35 +56,35 @@ def reference_returns(d: dict[str, torch.Tensor]) -> torch.Tensor:
     for b in range(B):
         for s in range(T):
             if not d["valid"][s, b]:
-                out[s, b] = d["values"][s, b]
+                out[s, b] = d["v_tm1"][s, b]
                 continue
             total, weight, t = 0.0, 1.0, s
             while t < T and d["valid"][t, b]:
-                total += weight * float(d["rewards"][t, b])
-                weight *= float(d["discounts"][t, b])
+                total += weight * float(d["r_t"][t, b])
+                weight *= float(d["discount_t"][t, b])
                 t += 1
-            end = float(d["bootstrap_value"][b]) if t == T else float(d["values"][t, b])
+            end = float(d["bootstrap_value"][b]) if t == T else float(d["v_tm1"][t, b])
             out[s, b] = total + weight * end
     return out
 
 
 def test_n_step_returns_match_loop_with_terminations_and_placeholders() -> None:
     d = make_batch(1)
-    args = (d["rewards"], d["discounts"], d["values"], d["bootstrap_value"])
+    args = (d["r_t"], d["discount_t"], d["v_tm1"], d["bootstrap_value"])
     got = n_step_returns(*args, valid=d["valid"])
     torch.testing.assert_close(got, reference_returns(d), rtol=1e-12, atol=1e-12)
     # on-policy V-trace with lambda = 1 computes the same targets
-    vtrace = vtrace_from_importance_weights(torch.zeros(T, B, dtype=F64), d["discounts"],
-                                            d["rewards"], d["values"], d["bootstrap_value"],
+    vtrace = vtrace_from_importance_weights(torch.zeros(T, B, dtype=F64), d["discount_t"],
+                                            d["r_t"], d["v_tm1"], d["bootstrap_value"],
                                             valid=d["valid"])
     torch.testing.assert_close(got, vtrace.vs, rtol=1e-12, atol=1e-12)
     # the termination at step 2 of env 0: nothing after it reaches steps 0..2
-    later = d["rewards"].clone()
+    later = d["r_t"].clone()
     later[3:, 0] = 100.0
     changed = n_step_returns(later, *args[1:], valid=d["valid"])
     assert torch.equal(changed[:3, 0], got[:3, 0]) and not torch.equal(changed[4:, 0], got[4:, 0])
     # the truncation in env 1: step 3 bootstraps from V(x_4) with the discount kept
-    assert float(got[3, 1]) == pytest.approx(float(d["rewards"][3, 1] + 0.9 * d["values"][4, 1]))
+    assert float(got[3, 1]) == pytest.approx(float(d["r_t"][3, 1] + 0.9 * d["v_tm1"][4, 1]))
     with pytest.raises(ValueError, match="bootstrap_value"):
         n_step_returns(*args[:3], d["bootstrap_value"][:2])
 
@@ -122,7 +122,7 @@ def test_top_half_ignores_masked_steps() -> None:
         assert not top_half(poisoned, valid)[3, 0]
         # ... and in the whole loss: the placeholder's log-prob, reward and KL change nothing
         changed = {k: x.clone() for k, x in d.items()}
-        changed["rewards"][3, 0] = bad
+        changed["r_t"][3, 0] = bad
         changed["logits"][3, 0] = bad
         changed["old_logits"][3, 0] = -bad
         out = vmpo_loss(**loss_inputs(changed, eta=1.3, alpha=4.0), valid=valid)
@@ -136,9 +136,9 @@ def loss_inputs(d: dict[str, torch.Tensor], eta: float | torch.Tensor,
     eta = torch.as_tensor(eta, dtype=F64)
     alpha = torch.as_tensor(alpha, dtype=F64)
     kl = categorical_kl(d["old_logits"], d["logits"])
-    return dict(log_probs=DIST.log_prob(d["logits"], d["actions"]), values=d["values"],
-                bootstrap_value=d["bootstrap_value"], rewards=d["rewards"],
-                discounts=d["discounts"], eta=eta, epsilon_eta=0.05,
+    return dict(log_probs=DIST.log_prob(d["logits"], d["actions"]), v_tm1=d["v_tm1"],
+                bootstrap_value=d["bootstrap_value"], r_t=d["r_t"],
+                discount_t=d["discount_t"], eta=eta, epsilon_eta=0.05,
                 trust_regions=[TrustRegion(kl, alpha, epsilon_alpha)])
 
 
@@ -149,7 +149,7 @@ def test_vmpo_loss_matches_loop_reference() -> None:
     g = reference_returns(d).tolist()
     logp = DIST.log_prob(d["logits"], d["actions"]).tolist()
     ok = [bool(x) for x in d["valid"].reshape(-1)]
-    adv = [g[t][b] - float(d["values"][t, b]) for t in range(T) for b in range(B)]
+    adv = [g[t][b] - float(d["v_tm1"][t, b]) for t in range(T) for b in range(B)]
     top = sorted(reference_top(adv, ok))
     exp_top = [math.exp(adv[i] / eta) for i in top]  # no max subtracted: fine in float64 here
     psi = {i: e / sum(exp_top) for i, e in zip(top, exp_top)}
@@ -219,12 +219,12 @@ def test_policy_gradient_is_minus_psi_and_values_regress_to_returns() -> None:
     valid = d["valid"]
     inputs = loss_inputs(d, 1.0, 5.0)
     log_probs = inputs["log_probs"].clone().requires_grad_()
-    values = d["values"].clone().requires_grad_()
-    out = vmpo_loss(**(inputs | {"log_probs": log_probs, "values": values}), valid=valid)
+    values = d["v_tm1"].clone().requires_grad_()
+    out = vmpo_loss(**(inputs | {"log_probs": log_probs, "v_tm1": values}), valid=valid)
     grad_logp, grad_v = torch.autograd.grad(out.total, (log_probs, values))
     torch.testing.assert_close(grad_logp, -out.psi)
     assert (grad_logp[~out.selected] == 0).all() and (grad_logp[out.selected] < 0).all()
-    expected_v = torch.where(valid, d["values"] - reference_returns(d), 0.0) / int(valid.sum())
+    expected_v = torch.where(valid, d["v_tm1"] - reference_returns(d), 0.0) / int(valid.sum())
     torch.testing.assert_close(grad_v, expected_v, rtol=1e-10, atol=1e-12)
 
 
@@ -278,9 +278,9 @@ def test_gaussian_trust_regions_each_get_their_own_alpha() -> None:
     alpha_sigma = torch.tensor(7.0, dtype=F64, requires_grad=True)
     kl_mu, kl_sigma = decoupled_gaussian_kl(dist, old, params)
     regions = [TrustRegion(kl_mu, alpha_mu, 0.01), TrustRegion(kl_sigma, alpha_sigma, 1e-5)]
-    out = vmpo_loss(log_probs=dist.log_prob(params, actions), values=d["values"],
-                    bootstrap_value=d["bootstrap_value"], rewards=d["rewards"],
-                    discounts=d["discounts"], eta=torch.tensor(1.0, dtype=F64),
+    out = vmpo_loss(log_probs=dist.log_prob(params, actions), v_tm1=d["v_tm1"],
+                    bootstrap_value=d["bootstrap_value"], r_t=d["r_t"],
+                    discount_t=d["discount_t"], eta=torch.tensor(1.0, dtype=F64),
                     trust_regions=regions, valid=d["valid"])
     grad_mu, grad_sigma = torch.autograd.grad(out.total, (alpha_mu, alpha_sigma))
     valid = d["valid"]
@@ -315,7 +315,7 @@ def test_an_all_masked_batch_gives_zero_losses_with_finite_gradients() -> None:
 def test_shape_errors_name_the_argument() -> None:
     d = make_batch(11)
     inputs = loss_inputs(d, 1.0, 5.0)
-    for name in ("log_probs", "values", "rewards", "discounts"):
+    for name in ("log_probs", "v_tm1", "r_t", "discount_t"):
         with pytest.raises(ValueError, match=name):
             vmpo_loss(**(inputs | {name: inputs[name][:, :2]}))
     region = inputs["trust_regions"][0]

@@ -21,9 +21,9 @@ def spec_fixture(batch: int, dtype: torch.dtype = torch.float64) -> dict[str, to
     arange = torch.arange(n, dtype=dtype)
     return {
         "log_rhos": (5 * (arange / n - 0.5)).reshape(T, batch),
-        "discounts": (0.9 / (torch.arange(batch, dtype=dtype) + 1)).expand(T, batch).clone(),
-        "rewards": arange.reshape(T, batch).clone(),
-        "values": (arange / batch).reshape(T, batch),
+        "discount_t": (0.9 / (torch.arange(batch, dtype=dtype) + 1)).expand(T, batch).clone(),
+        "r_t": arange.reshape(T, batch).clone(),
+        "v_tm1": (arange / batch).reshape(T, batch),
         "bootstrap_value": torch.arange(batch, dtype=dtype) + 1,
     }
 
@@ -32,23 +32,23 @@ def random_inputs(batch: int, seed: int, length: int = T) -> dict[str, torch.Ten
     g = torch.Generator().manual_seed(seed)
     return {
         "log_rhos": torch.randn(length, batch, generator=g, dtype=torch.float64),
-        "discounts": 0.5 + 0.5 * torch.rand(length, batch, generator=g, dtype=torch.float64),
-        "rewards": torch.randn(length, batch, generator=g, dtype=torch.float64),
-        "values": torch.randn(length, batch, generator=g, dtype=torch.float64),
+        "discount_t": 0.5 + 0.5 * torch.rand(length, batch, generator=g, dtype=torch.float64),
+        "r_t": torch.randn(length, batch, generator=g, dtype=torch.float64),
+        "v_tm1": torch.randn(length, batch, generator=g, dtype=torch.float64),
         "bootstrap_value": torch.randn(batch, generator=g, dtype=torch.float64),
     }
 
 
-def reference_vtrace(log_rhos, discounts, rewards, values, bootstrap_value, *, clip_rho=1.0,
+def reference_vtrace(log_rhos, discount_t, r_t, v_tm1, bootstrap_value, *, clip_rho=1.0,
                      clip_c=1.0, clip_pg_rho=1.0, lambda_=1.0) -> VTraceReturns:
     """v_s = V(x_s) + sum_{t=s}^{T-1} (prod_{i=s}^{t-1} gamma_i c_i) delta_t, by plain loops."""
     length, batch = log_rhos.shape
     rhos = torch.exp(log_rhos)
-    vs = torch.zeros_like(values)
-    adv = torch.zeros_like(values)
+    vs = torch.zeros_like(v_tm1)
+    adv = torch.zeros_like(v_tm1)
     for b in range(batch):
         def value(t: int) -> torch.Tensor:
-            return bootstrap_value[b] if t == length else values[t, b]
+            return bootstrap_value[b] if t == length else v_tm1[t, b]
 
         def rho(t: int) -> torch.Tensor:
             return torch.clamp(rhos[t, b], max=clip_rho)
@@ -57,24 +57,24 @@ def reference_vtrace(log_rhos, discounts, rewards, values, bootstrap_value, *, c
             return lambda_ * torch.clamp(rhos[t, b], max=clip_c)
 
         for s in range(length):
-            total = values[s, b]
+            total = v_tm1[s, b]
             for t in range(s, length):
                 weight = 1.0
                 for i in range(s, t):
-                    weight = weight * discounts[i, b] * c(i)
-                delta = rho(t) * (rewards[t, b] + discounts[t, b] * value(t + 1) - values[t, b])
+                    weight = weight * discount_t[i, b] * c(i)
+                delta = rho(t) * (r_t[t, b] + discount_t[t, b] * value(t + 1) - v_tm1[t, b])
                 total = total + weight * delta
             vs[s, b] = total
         for s in range(length):
             v_next = bootstrap_value[b] if s == length - 1 else vs[s + 1, b]
             pg_rho = torch.clamp(rhos[s, b], max=clip_pg_rho)
-            adv[s, b] = pg_rho * (rewards[s, b] + discounts[s, b] * v_next - values[s, b])
+            adv[s, b] = pg_rho * (r_t[s, b] + discount_t[s, b] * v_next - v_tm1[s, b])
     return VTraceReturns(vs=vs, pg_advantages=adv)
 
 
 def run(inputs: dict[str, torch.Tensor], **options) -> VTraceReturns:
     return vtrace_from_importance_weights(
-        inputs["log_rhos"], inputs["discounts"], inputs["rewards"], inputs["values"],
+        inputs["log_rhos"], inputs["discount_t"], inputs["r_t"], inputs["v_tm1"],
         inputs["bootstrap_value"], **options)
 
 
@@ -112,7 +112,7 @@ def test_lambda_changes_the_targets_and_c_bar_is_applied() -> None:
 def test_split_at_episode_boundary_changes_nothing(k: int) -> None:
     """gamma_k = 0 ends the episode at step k: the halves are independent unrolls."""
     inputs = random_inputs(batch=4, seed=k, length=T)
-    inputs["discounts"][k] = 0.0
+    inputs["discount_t"][k] = 0.0
     options = dict(clip_rho_threshold=CLIP_RHO, clip_pg_rho_threshold=CLIP_PG_RHO)
     full = run(inputs, **options)
     second = run({name: x[k + 1:] for name, x in inputs.items() if name != "bootstrap_value"}
@@ -143,11 +143,11 @@ def test_on_policy_targets_are_n_step_returns(batch: int) -> None:
     returns = torch.zeros(T, batch, dtype=torch.float64)
     g = inputs["bootstrap_value"].clone()
     for t in reversed(range(T)):
-        g = inputs["rewards"][t] + inputs["discounts"][t] * g
+        g = inputs["r_t"][t] + inputs["discount_t"][t] * g
         returns[t] = g
     out = run(inputs)
     torch.testing.assert_close(out.vs, returns, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(out.pg_advantages, returns - inputs["values"],
+    torch.testing.assert_close(out.pg_advantages, returns - inputs["v_tm1"],
                                rtol=1e-12, atol=1e-12)
 
 
@@ -166,12 +166,12 @@ def test_placeholder_step_cuts_the_trace_but_is_bootstrapped_from(k: int) -> Non
     valid[k, 1] = False  # environment 1 only: the others must be untouched
     options = dict(clip_rho_threshold=CLIP_RHO, clip_pg_rho_threshold=CLIP_PG_RHO)
     out = run(inputs, valid=valid, **options)
-    assert out.vs[k, 1] == inputs["values"][k, 1]
+    assert out.vs[k, 1] == inputs["v_tm1"][k, 1]
     assert out.pg_advantages[k, 1] == 0.0
 
     b = 1
     if k > 0:  # before: an unroll ending at x_k, bootstrapped from V(x_k)
-        before = reference_vtrace(**segment(inputs, 0, k, inputs["values"][k, b], b),
+        before = reference_vtrace(**segment(inputs, 0, k, inputs["v_tm1"][k, b], b),
                                   clip_rho=CLIP_RHO, clip_pg_rho=CLIP_PG_RHO)
         assert_returns_close(VTraceReturns(out.vs[:k, b:b + 1], out.pg_advantages[:k, b:b + 1]),
                              before, rtol=1e-10, atol=1e-10)
@@ -193,16 +193,16 @@ def test_placeholder_inputs_do_not_leak_even_if_not_finite() -> None:
     valid[2] = False
     out = run(inputs, valid=valid)
     poisoned = {name: x.clone() for name, x in inputs.items()}
-    poisoned["rewards"][2] = float("nan")
+    poisoned["r_t"][2] = float("nan")
     poisoned["log_rhos"][2] = float("inf")
-    poisoned["discounts"][2] = 0.123
+    poisoned["discount_t"][2] = 0.123
     out_poisoned = run(poisoned, valid=valid)
     assert torch.isfinite(out_poisoned.vs).all()
     assert torch.isfinite(out_poisoned.pg_advantages).all()
     assert_returns_close(out_poisoned, out, rtol=0, atol=0)
     # Whereas V(x_2) is what step 1 bootstraps from: changing it must change v_1.
     moved = {name: x.clone() for name, x in inputs.items()}
-    moved["values"][2] += 1.0
+    moved["v_tm1"][2] += 1.0
     assert not torch.allclose(run(moved, valid=valid).vs[1], out.vs[1])
 
 
@@ -214,8 +214,8 @@ def test_from_logits_matches_importance_weights_from_categorical() -> None:
     actions = torch.randint(num_actions, (T, batch), generator=g)
     inputs = {k: v.float() for k, v in random_inputs(batch, seed=1).items()}
     valid = torch.rand(T, batch, generator=g) > 0.2
-    out = vtrace_from_logits(behaviour, target, actions, inputs["discounts"], inputs["rewards"],
-                             inputs["values"], inputs["bootstrap_value"], valid=valid,
+    out = vtrace_from_logits(behaviour, target, actions, inputs["discount_t"], inputs["r_t"],
+                             inputs["v_tm1"], inputs["bootstrap_value"], valid=valid,
                              clip_rho_threshold=CLIP_RHO)
 
     log_mu = torch.distributions.Categorical(logits=behaviour).log_prob(actions)
@@ -237,7 +237,7 @@ def test_outputs_are_stop_gradient() -> None:
     assert not out.vs.requires_grad and not out.pg_advantages.requires_grad
 
 
-@pytest.mark.parametrize("name", ["log_rhos", "discounts", "rewards", "values", "bootstrap_value",
+@pytest.mark.parametrize("name", ["log_rhos", "discount_t", "r_t", "v_tm1", "bootstrap_value",
                                   "valid"])
 def test_shape_errors_name_the_argument(name: str) -> None:
     inputs = random_inputs(3, seed=5)
@@ -252,17 +252,17 @@ def test_shape_errors_name_the_argument(name: str) -> None:
         run(inputs, valid=valid)
 
 
-@pytest.mark.parametrize("name", ["behaviour_policy_logits", "target_policy_logits", "actions"])
+@pytest.mark.parametrize("name", ["behaviour_policy_logits", "target_policy_logits", "a_tm1"])
 def test_from_logits_shape_errors_name_the_argument(name: str) -> None:
     inputs = random_inputs(3, seed=6)
     args = {"behaviour_policy_logits": torch.zeros(T, 3, 2),
             "target_policy_logits": torch.zeros(T, 3, 2),
-            "actions": torch.zeros(T, 3, dtype=torch.int64)}
+            "a_tm1": torch.zeros(T, 3, dtype=torch.int64)}
     args[name] = args[name][:, :2]
     with pytest.raises(ValueError, match=name):
         vtrace_from_logits(args["behaviour_policy_logits"], args["target_policy_logits"],
-                           args["actions"], inputs["discounts"], inputs["rewards"],
-                           inputs["values"], inputs["bootstrap_value"])
+                           args["a_tm1"], inputs["discount_t"], inputs["r_t"],
+                           inputs["v_tm1"], inputs["bootstrap_value"])
 
 
 def test_invalid_options_are_rejected() -> None:
