@@ -34,7 +34,8 @@ def _wire_array(value: np.ndarray, what: str) -> np.ndarray:
     if value.dtype not in WIRE_DTYPES:
         raise TypeError(f"{what} has dtype {value.dtype}, which the env server wire cannot carry "
                         f"(it carries {CARRIED}; nothing is pickled)")
-    return np.ascontiguousarray(value.astype(value.dtype.newbyteorder("="), copy=False))
+    # (np.ascontiguousarray would make a 0-d array 1-d)
+    return np.asarray(value.astype(value.dtype.newbyteorder("="), copy=False), order="C")
 
 
 def _name(prefix: str, key: str, kind: str) -> str:
