@@ -40,6 +40,17 @@ from beast.poly.remote_errors import remote_error
 from beast.poly.wire_values import decode_info, encode_values
 
 
+def _own_action_space(env: gym.Env) -> gym.Space:
+    """The env's own action space: Beast's ClipAction (beast.envs.spaces) shows an unbounded Box
+    outside, but it clips on the server, so the client keeps the bounds."""
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.ClipAction):
+            return layer.env.action_space
+        layer = layer.env
+    return env.action_space
+
+
 def _spaces_from_spec(client: EnvClient) -> tuple[gym.Space, gym.Space]:
     """Spaces rebuilt from the server's spec (shapes and dtypes; bounds are not sent)."""
     observation = gym.spaces.Box(-np.inf, np.inf, client.observation_shape,
@@ -79,7 +90,7 @@ class RemoteVectorEnv(VectorEnv):
                 self._packed = local.observation_space
             self.single_observation_space = getattr(local.observation_space, "original",
                                                     local.observation_space)
-            self.single_action_space = local.action_space
+            self.single_action_space = _own_action_space(local)
             local.close()
         else:
             self.single_observation_space, self.single_action_space = _spaces_from_spec(

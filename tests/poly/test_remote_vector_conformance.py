@@ -113,6 +113,16 @@ def test_cartpole_matches_sync_in_every_split(envs: Envs, kind: str, split: tupl
     assert step_both(env, ref, 80) >= 4  # random CartPole episodes end: autoresets covered
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0",
+                                    "Blackjack-v1"])
+def test_spaces_match_sync(envs: Envs, kind: str, env_id: str) -> None:
+    env, ref = envs.make(kind, env_id, (1, 2)), envs.sync(env_id, 3)
+    assert env.single_observation_space == ref.single_observation_space
+    assert env.single_action_space == ref.single_action_space  # bounds included
+    assert env.observation_space == ref.observation_space
+    assert env.action_space == ref.action_space
+
+
 def test_env_servers_seed_every_env_as_sync_not_through_a_native_vector_env() -> None:
     """CartPole's native CartPoleVectorEnv draws all K starts from one RNG: servers avoid it."""
     session = VectorEnvSession(EnvConfig(env="CartPole-v1", num_envs=3))
