@@ -122,7 +122,7 @@ class EchoSession:
         return {"observation_shape": (4,), "observation_dtype": np.dtype(np.float32), "action_shape": (),
                 "action_dtype": np.dtype(np.int64), "num_actions": 2, "num_envs": self.num_envs}
 
-    def reset(self, seed):
+    def reset(self, request):
         return {"obs": self.result["obs"]}
 
     def step(self, action):

@@ -112,9 +112,10 @@ class EnvServer:
 
     Each client connection gets its own session from ``make_session()``: an object with
     ``spec() -> dict`` (observation_shape, observation_dtype, action_shape, action_dtype,
-    num_actions, num_envs), ``reset(seed: int | None) -> {"obs": [K, ...]}``,
+    num_actions, num_envs), ``reset(request: dict[str, np.ndarray]) -> {"obs": [K, ...]}``
+    (RESET's checked arrays: seed, seeded, option/...),
     ``step(action: np.ndarray) -> {"obs", "reward", "terminated", "truncated"}`` and optionally
-    ``close()``. C++ threads do all socket I/O without the GIL and take it only for those calls.
+    ``attr(request) -> dict`` (ATTR -> ATTR_RESULT) and ``close()``. C++ threads do all socket I/O without the GIL and take it only for those calls.
     A Python exception there reaches that client as an ERROR carrying its traceback; a malformed
     frame closes that connection only (reason logged to stderr).
 
@@ -154,6 +155,12 @@ class EnvClient:
                  auth_token: str | None = None) -> None: ...
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         """Reset all K envs (env i gets ``seed + i``); returns ``{"obs": [K, ...]}``."""
+    def reset_with(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """RESET with these arrays (``seed``, ``seeded``, ``option/...``: csrc/net/wire.h);
+        returns ``{"obs": [K, ...]}`` and any ``info/...`` arrays."""
+    def attr(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """ATTR (get_attr / set_attr / call; beast.poly.remote_attr builds the arrays); returns
+        the ATTR_RESULT's ``result/...`` arrays."""
     def step(self, actions: np.ndarray) -> dict[str, np.ndarray]:
         """Step all K envs with ``actions`` ``[K, *action_shape]`` (safe casts only).
 

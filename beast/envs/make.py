@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import gymnasium as gym
@@ -63,11 +63,11 @@ def _with_extra(load: Callable[[], _T], extra: str, env_id: str) -> _T:
                                 f"installed; install it with `{INSTALL_COMMANDS[extra]}`") from exc
 
 
-def _gym_make(env_id: str, name: str, **kwargs: Any) -> gym.Env:
+def _gym_make(env_id: str, name: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """gym.make, with a missing dependency as one line naming the install command (the box2d
     envs' extra is Beast's `[box2d]`, the MuJoCo envs' `[mujoco]`)."""
     try:
-        return gym.make(name, **kwargs)
+        return gym.make(name, **(env_kwargs or {}))
     except (ImportError, gym.error.DependencyNotInstalled) as exc:
         # Gymnasium reports box2d as DependencyNotInstalled; its MuJoCo envs may fail on a
         # plain import (mujoco, imageio) first.
@@ -178,45 +178,60 @@ def _make_envpool(env_id: str, num_envs: int, episodic_life: bool, sticky_action
 
 
 def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
-                    episodic_life: bool = False, sticky_actions: bool = False
+                    episodic_life: bool = False, sticky_actions: bool = False,
+                    per_env: bool = False, env_kwargs: Mapping[str, Any] | None = None
                     ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` as one next-step autoreset vector env.
 
     Seed it with `env.reset(seed=s)`: environment i then gets seed s + i. A single env with
     array observations comes as a SingleEnvVector, the cheapest wrapper with the same semantics.
-    Plain Gymnasium ids use their native vectorised env if they have one.
+    Plain Gymnasium ids use their native vectorised env if they have one, unless `per_env`:
+    then every env is its own `gym.make` env with its own RNG, so the K envs step exactly as K
+    envs of a SyncVectorEnv seeded the same way, and their infos are kept as SyncVectorEnv
+    batches them. A native vector env does not promise that (CartPole's draws every env's
+    start from one RNG), so env servers, whose envs RemoteVectorEnv splits across
+    connections, ask for `per_env`; MonoBeast keeps the native fast path.
 
+    `env_kwargs` go to `gym.make` (plain Gymnasium ids only; ValueError otherwise).
     `episodic_life` and `sticky_actions` apply to Atari ids only (ValueError otherwise). With
     `episodic_life`, a lost life ends the learning episode and every info carries `game_over`.
     """
     _check_backend(backend)
+    if env_kwargs and backend == "envpool":
+        raise ValueError(f"env kwargs apply to Gymnasium ids only, not envpool's {env_id}")
     if backend == "envpool":
         return _make_envpool(env_id, num_envs, episodic_life, sticky_actions)
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
+    if factory is not None and env_kwargs:
+        raise ValueError(f"env kwargs apply to plain Gymnasium ids only, not {env_id}")
     if factory is None:
-        env = _gym_make(env_id, name)  # one env first: its spaces decide the vector env
+        env = _gym_make(env_id, name, env_kwargs)  # one env first: its spaces decide the vector env
         if needs_adapting(env.observation_space, env.action_space):
             adapted = adapt_spaces(env)  # structured observations, Box actions (beast.envs.spaces)
             if num_envs == 1:
-                return SingleEnvVector(adapted)
+                return SingleEnvVector(adapted, keep_info=per_env)
             adapted.close()
-            factory = lambda: adapt_spaces(gym.make(name))  # noqa: E731
+            factory = lambda: adapt_spaces(gym.make(name, **(env_kwargs or {})))  # noqa: E731
         elif num_envs == 1:
-            return SingleEnvVector(env)
+            return SingleEnvVector(env, keep_info=per_env)
+        elif per_env:
+            env.close()
+            factory = lambda: gym.make(name, **(env_kwargs or {}))  # noqa: E731
         else:
             env.close()
-            return _gym_vector_env(env_id, name, num_envs)
+            return _gym_vector_env(env_id, name, num_envs, env_kwargs)
     if num_envs == 1:
-        return SingleEnvVector(factory())
+        return SingleEnvVector(factory(), keep_info=per_env)
     return gym.vector.SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
 
 
-def _gym_vector_env(env_id: str, name: str, num_envs: int) -> gym.vector.VectorEnv:
+def _gym_vector_env(env_id: str, name: str, num_envs: int,
+                    env_kwargs: Mapping[str, Any] | None = None) -> gym.vector.VectorEnv:
     """A plain Gymnasium id's own vector env (its vectorised implementation if it has one)."""
     spec = gym.spec(name)
     mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    env = gym.make_vec(name, num_envs=num_envs, vectorization_mode=mode)
+    env = gym.make_vec(name, num_envs=num_envs, vectorization_mode=mode, **(env_kwargs or {}))
     autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if autoreset != AutoresetMode.NEXT_STEP:
         env.close()
@@ -225,14 +240,18 @@ def _gym_vector_env(env_id: str, name: str, num_envs: int) -> gym.vector.VectorE
 
 
 def make_env(env_id: str, *, episodic_life: bool = False, sticky_actions: bool = False,
-             render_mode: str | None = None) -> gym.Env:
+             env_kwargs: Mapping[str, Any] | None = None, render_mode: str | None = None
+             ) -> gym.Env:
     """One environment, preprocessed exactly as in `make_vector_env` (e.g. for its spaces);
     `render_mode` (e.g. "rgb_array" for videos) goes to the underlying `gym.make`."""
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
     if factory is not None:
+        if env_kwargs:
+            raise ValueError(f"env kwargs apply to plain Gymnasium ids only, not {env_id}")
         return factory(render_mode=render_mode) if render_mode else factory()
-    env = _gym_make(env_id, name, **({"render_mode": render_mode} if render_mode else {}))
+    kwargs = {**(env_kwargs or {}), **({"render_mode": render_mode} if render_mode else {})}
+    env = _gym_make(env_id, name, kwargs)
     return adapt_spaces(env) if needs_adapting(env.observation_space, env.action_space) else env
 
 
@@ -246,10 +265,13 @@ def check_env_config(config: EnvConfig) -> None:
 
 
 def make_vector_env_from_config(config: EnvConfig, num_envs: int | None = None,
-                                *, episodic_life: bool | None = None) -> gym.vector.VectorEnv:
+                                *, episodic_life: bool | None = None, per_env: bool = False,
+                                env_kwargs: Mapping[str, Any] | None = None
+                                ) -> gym.vector.VectorEnv:
     """`make_vector_env` with a run's env settings (`num_envs` and `episodic_life` override
     them: evaluation plays whole games whatever the training episodes were)."""
     return make_vector_env(
         config.env, config.num_envs if num_envs is None else num_envs,
         backend=config.env_backend, sticky_actions=config.sticky_actions,
-        episodic_life=config.episodic_life if episodic_life is None else episodic_life)
+        episodic_life=config.episodic_life if episodic_life is None else episodic_life,
+        per_env=per_env, env_kwargs=env_kwargs)

@@ -55,6 +55,9 @@ def _entry_dtype(space: gym.spaces.Box | gym.spaces.Discrete) -> np.dtype:
     return np.dtype(space.dtype)
 
 
+_WIDER = {np.dtype(np.uint16): np.dtype(np.int32), np.dtype(np.uint32): np.dtype(np.int64)}
+
+
 class PackedBox(gym.spaces.Box):
     """A flat Box standing for a structured observation space (`original`, laid out as
     `entries`); it compares equal to a Box of the same shape, dtype and bounds."""
@@ -71,6 +74,7 @@ class PackedBox(gym.spaces.Box):
         if offset == 0:
             raise ValueError(f"observation space {original} has no entries")
         dtype = np.result_type(*(_entry_dtype(e.space) for e in entries))
+        dtype = _WIDER.get(dtype, dtype)  # the wire and the C++ core carry no uint16 / uint32
         low = np.concatenate([self._bound(e.space, "low") for e in entries]).astype(dtype)
         high = np.concatenate([self._bound(e.space, "high") for e in entries]).astype(dtype)
         super().__init__(low=low, high=high, shape=(offset,), dtype=dtype)

@@ -62,6 +62,17 @@ py::dict reset(EnvClient& client, std::optional<std::int64_t> seed) {
   return array_map_to_dict(result);
 }
 
+// RESET or ATTR with arrays the caller built (beast/poly/wire_values.py).
+py::dict request(EnvClient& client, const py::dict& arrays, bool attr) {
+  const ArrayMap request = array_map_from_dict(arrays);
+  ArrayMap result;
+  {
+    py::gil_scoped_release nogil;
+    result = attr ? client.attr(request) : client.reset(request);
+  }
+  return array_map_to_dict(result);
+}
+
 py::dict step(EnvClient& client, const py::object& actions) {
   // Safe casts only (int32 -> int64, say); a float action for a Discrete
   // space is a bug to report, not to truncate.
@@ -117,6 +128,11 @@ void bind_env_client(py::module_& m) {
            "server asks, and read the spec, within `timeout` seconds.")
       .def("reset", &reset, py::arg("seed") = py::none(),
            "Reset all K envs (env i gets seed + i); returns {\"obs\": [K, ...]}.")
+      .def("reset_with", [](EnvClient& c, const py::dict& arrays) { return request(c, arrays, false); },
+           py::arg("arrays"),
+           "RESET with these arrays (seed, seeded, option/...: csrc/net/wire.h); returns {\"obs\": [K, ...], ...}.")
+      .def("attr", [](EnvClient& c, const py::dict& arrays) { return request(c, arrays, true); },
+           py::arg("arrays"), "ATTR with these arrays (op, name, ...: csrc/net/wire.h); returns the ATTR_RESULT's.")
       .def("step", &step, py::arg("actions"),
            "Step all K envs; returns obs, reward, terminated, truncated (each [K, ...]).")
       .def("close", [](EnvClient& c) {

@@ -5,8 +5,10 @@
 // A session is any Python object with
 //   spec() -> dict(observation_shape, observation_dtype, action_shape,
 //                  action_dtype, num_actions, num_envs)
-//   reset(seed: int | None) -> dict[str, np.ndarray]      ({"obs": [K, ...]})
+//   reset(request: dict[str, np.ndarray]) -> dict[str, np.ndarray]
+//                    (RESET's arrays, checked: seed, seeded, option/...; returns {"obs": [K, ...], ...})
 //   step(action: np.ndarray) -> dict[str, np.ndarray]     (obs, reward, terminated, truncated)
+//   attr(request: dict[str, np.ndarray]) -> dict[str, np.ndarray]  (optional: ATTR -> ATTR_RESULT)
 //   close() (optional)
 // made by the `make_session()` callable, once per client connection. A Python
 // exception in any of them goes back to that client as an ERROR frame with
@@ -123,11 +125,13 @@ class PySession : public EnvSession {
   }
 
   ArrayMap reset(const ArrayMap& request) override {
+    return with_gil([&] { return array_map_from_dict(session_.attr("reset")(array_map_to_dict(request))); });
+  }
+
+  ArrayMap attr(const ArrayMap& request) override {
     return with_gil([&] {
-      py::object seed = py::none();
-      const auto it = request.find("seed");
-      if (it != request.end()) seed = py::int_(*static_cast<const std::int64_t*>(it->second.data()));
-      return array_map_from_dict(session_.attr("reset")(seed));
+      if (!py::hasattr(session_, "attr")) return EnvSession::attr(request);
+      return array_map_from_dict(session_.attr("attr")(array_map_to_dict(request)));
     });
   }
 

@@ -55,8 +55,17 @@ void EnvClient::check_open_locked() const {
 ArrayMap EnvClient::reset(std::optional<std::int64_t> seed) {
   ArrayMap request;
   if (seed) request.emplace("seed", scalar_int64(*seed));
+  return reset(request);
+}
+
+ArrayMap EnvClient::reset(const ArrayMap& request) {
   std::lock_guard<std::mutex> lock(mu_);
   return request_locked(FrameType::kReset, request);
+}
+
+ArrayMap EnvClient::attr(const ArrayMap& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return request_locked(FrameType::kAttr, request, FrameType::kAttrResult);
 }
 
 ArrayMap EnvClient::step(const Array& action) {
@@ -71,15 +80,16 @@ ArrayMap EnvClient::step(const Array& action) {
   return request_locked(FrameType::kStep, {{"action", action}});
 }
 
-ArrayMap EnvClient::request_locked(FrameType type, const ArrayMap& arrays) {
+ArrayMap EnvClient::request_locked(FrameType type, const ArrayMap& arrays, FrameType reply_type) {
   check_open_locked();
   Frame reply;
   try {
     const Deadline deadline = deadline_after(timeout_, "EnvClient");
     write_frame(socket_, type, arrays, deadline);
     reply = read_frame(socket_, max_frame_bytes_, deadline);
-    if (reply.type != FrameType::kStepResult && reply.type != FrameType::kError) {
-      throw ProtocolError(std::string("expected STEP_RESULT or ERROR, got ") + frame_type_name(reply.type));
+    if (reply.type != reply_type && reply.type != FrameType::kError) {
+      throw ProtocolError(std::string("expected ") + frame_type_name(reply_type) + " or ERROR, got " +
+                          frame_type_name(reply.type));
     }
   } catch (const std::exception& e) {
     // A half-read reply (or one still coming after a timeout) would be

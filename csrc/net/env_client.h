@@ -7,7 +7,9 @@
 //   ArrayMap first = client.reset(seed);           // {"obs": [K, ...]}
 //   for (;;) ArrayMap out = client.step(action);   // action [K, *action_shape]
 //                                                  // {"obs", "reward", "terminated", "truncated"}
-//                                                  // (+ "game_over" under episodic life)
+//                                                  // (+ "game_over" under episodic life, info/...)
+//   client.reset(request);                         // RESET's arrays as net/wire.h lists them
+//   ArrayMap values = client.attr(request);        // ATTR -> ATTR_RESULT {result/...}
 //   client.close();                                // CLOSE, then the socket
 //
 // With an auth token the client answers the server's CHALLENGE with
@@ -71,14 +73,17 @@ class EnvClient {
   bool is_closed() const;
 
   ArrayMap reset(std::optional<std::int64_t> seed);
+  ArrayMap reset(const ArrayMap& request);  // checked by the server (net/wire.h)
   ArrayMap step(const Array& action);
+  ArrayMap attr(const ArrayMap& request);   // the ATTR_RESULT's arrays
 
   // Sends CLOSE (best effort) and closes the socket. Idempotent.
   void close();
 
  private:
-  // Sends one request and returns the STEP_RESULT's arrays. Holds mu_.
-  ArrayMap request_locked(FrameType type, const ArrayMap& arrays);
+  // Sends one request and returns the arrays of its reply, which must be
+  // `reply_type` (or ERROR). Holds mu_.
+  ArrayMap request_locked(FrameType type, const ArrayMap& arrays, FrameType reply_type = FrameType::kStepResult);
   // Throws if the connection was closed or broken earlier. Holds mu_.
   void check_open_locked() const;
 

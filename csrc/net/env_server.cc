@@ -53,12 +53,49 @@ std::string check_step(const ArrayMap& request, const EnvSpec& spec) {
   return "";
 }
 
-std::string check_reset(const ArrayMap& request) {
+bool starts_with(const std::string& text, const char* prefix) { return text.rfind(prefix, 0) == 0; }
+
+std::string check_reset(const ArrayMap& request, const EnvSpec& spec) {
+  const Shape per_env{spec.num_envs};
+  const auto seed = request.find("seed");
+  const bool seed_list = seed != request.end() && seed->second.ndim() == 1;
   for (const auto& [key, array] : request) {
-    if (key != "seed") return "RESET may hold only 'seed', got '" + printable(key) + "'";
-    if (array.dtype() != DType::kInt64 || array.ndim() != 0) {
-      return std::string("RESET 'seed' must be an int64 scalar, got ") + dtype_name(array.dtype()) + " " +
-             shape_string(array.shape());
+    if (key == "seed") {
+      if (array.dtype() != DType::kInt64 || (array.ndim() != 0 && array.shape() != per_env)) {
+        return std::string("RESET 'seed' must be int64 [] or ") + shape_string(per_env) + ", got " +
+               dtype_name(array.dtype()) + " " + shape_string(array.shape());
+      }
+    } else if (key == "seeded") {
+      if (!seed_list || array.dtype() != DType::kBool || array.shape() != per_env) {
+        return "RESET 'seeded' must be bool " + shape_string(per_env) + " next to an int64 " +
+               shape_string(per_env) + " 'seed'";
+      }
+    } else if (!starts_with(key, "option/")) {
+      return "RESET may hold only 'seed', 'seeded' and 'option/...' arrays, got '" + printable(key) + "'";
+    }
+  }
+  return "";
+}
+
+std::string check_text(const ArrayMap& request, const char* key) {
+  const auto it = request.find(key);
+  if (it == request.end() || it->second.dtype() != DType::kUInt8 || it->second.ndim() != 1) {
+    return std::string("ATTR needs '") + key + "' as uint8[n] (utf-8 text)";
+  }
+  return "";
+}
+
+std::string check_attr(const ArrayMap& request) {
+  for (const char* key : {"op", "name"}) {
+    const std::string bad = check_text(request, key);
+    if (!bad.empty()) return bad;
+  }
+  for (const auto& entry : request) {
+    const std::string& key = entry.first;
+    if (key != "op" && key != "name" && !starts_with(key, "arg/") && !starts_with(key, "kwarg/") &&
+        !starts_with(key, "value/")) {
+      return "ATTR may hold only 'op', 'name', 'arg/...', 'kwarg/...' and 'value/...' arrays, got '" +
+             printable(key) + "'";
     }
   }
   return "";
@@ -89,6 +126,20 @@ std::uint64_t step_limit(const EnvSpec& spec, std::uint64_t max_frame_bytes) {
   return bytes + kMaxControlFrameBytes;
 }
 
+// The largest RESET and ATTR payloads worth reading for `spec`, never more
+// than `max_frame_bytes` (net/wire.h, "Limits"): K is bounded by the spec
+// this server sent, so neither product overflows.
+std::uint64_t reset_limit(const EnvSpec& spec, std::uint64_t max_frame_bytes) {
+  return std::min(max_frame_bytes, kMaxControlFrameBytes + 9 * static_cast<std::uint64_t>(spec.num_envs) +
+                                       kMaxValueBytes);
+}
+
+std::uint64_t attr_limit(const EnvSpec& spec, std::uint64_t max_frame_bytes) {
+  const auto k = static_cast<std::uint64_t>(spec.num_envs);
+  if (k > (max_frame_bytes / kMaxValueBytes)) return max_frame_bytes;
+  return std::min(max_frame_bytes, kMaxControlFrameBytes + k * kMaxValueBytes);
+}
+
 // Reads one frame that must be `type`, of at most kMaxControlFrameBytes.
 ArrayMap expect(Socket& socket, FrameType type, const Deadline& deadline, const char* expected) {
   const FrameHeader header = read_header(socket, deadline);
@@ -105,6 +156,10 @@ void check_timeout(const Timeout& timeout, const char* name) {
 }
 
 }  // namespace
+
+ArrayMap EnvSession::attr(const ArrayMap&) {
+  throw EnvError("this server's environments do not support get_attr, set_attr or call");
+}
 
 EnvServer::EnvServer(const std::string& address, SessionFactory factory, EnvServerOptions options)
     : factory_(std::move(factory)), options_(std::move(options)) {
@@ -295,13 +350,15 @@ void EnvServer::converse(Socket& socket, const std::string& peer) {
   const auto answer = [&](ArrayMap (EnvSession::*method)(const ArrayMap&), const ArrayMap& request) {
     ArrayMap result;
     std::string error;
+    const bool attr = method == &EnvSession::attr;
     try {
       result = (session.get()->*method)(request);
-      error = check_result(result, spec);
+      if (!attr) error = check_result(result, spec);
     } catch (const std::exception& e) {
       error = e.what();
     }
-    error.empty() ? send(FrameType::kStepResult, result) : send_error(error);
+    if (!error.empty()) return send_error(error);
+    send(attr ? FrameType::kAttrResult : FrameType::kStepResult, result);
   };
   try {
     session = factory_();
@@ -313,24 +370,37 @@ void EnvServer::converse(Socket& socket, const std::string& peer) {
   }
   send(FrameType::kSpec, encode_spec(spec));
   const std::uint64_t max_step_bytes = step_limit(spec, options_.max_frame_bytes);
+  const std::uint64_t max_reset_bytes = reset_limit(spec, options_.max_frame_bytes);
+  const std::uint64_t max_attr_bytes = attr_limit(spec, options_.max_frame_bytes);
+  const auto limit_for = [&](FrameType type) -> std::uint64_t {
+    switch (type) {
+      case FrameType::kStep: return max_step_bytes;
+      case FrameType::kReset: return max_reset_bytes;
+      case FrameType::kAttr: return max_attr_bytes;
+      case FrameType::kClose: return kMaxControlFrameBytes;
+      default: throw ProtocolError(std::string("unexpected ") + frame_type_name(type) + " frame from a client");
+    }
+  };
   for (;;) {
     const Deadline idle = deadline_after(options_.idle_timeout, "EnvServer");
     const Frame request = within("no complete request within the idle timeout", options_.idle_timeout, [&] {
       const FrameHeader header = read_header(socket, idle);
-      if (header.type != FrameType::kReset && header.type != FrameType::kStep && header.type != FrameType::kClose) {
-        throw ProtocolError(std::string("unexpected ") + frame_type_name(header.type) + " frame from a client");
-      }
-      check_frame_length(header, header.type == FrameType::kStep ? max_step_bytes : kMaxControlFrameBytes);
+      check_frame_length(header, limit_for(header.type));
       return Frame{header.type, read_payload(socket, header, idle)};
     });
     if (request.type == FrameType::kClose) return;
-    const bool reset = request.type == FrameType::kReset;
-    const std::string bad = reset ? check_reset(request.arrays) : check_step(request.arrays, spec);
-    if (!bad.empty()) {
-      send_error(bad);
+    std::string bad;
+    ArrayMap (EnvSession::*method)(const ArrayMap&) = &EnvSession::step;
+    if (request.type == FrameType::kReset) {
+      bad = check_reset(request.arrays, spec);
+      method = &EnvSession::reset;
+    } else if (request.type == FrameType::kAttr) {
+      bad = check_attr(request.arrays);
+      method = &EnvSession::attr;
     } else {
-      answer(reset ? &EnvSession::reset : &EnvSession::step, request.arrays);
+      bad = check_step(request.arrays, spec);
     }
+    bad.empty() ? answer(method, request.arrays) : send_error(bad);
   }
 }
 

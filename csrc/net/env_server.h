@@ -7,17 +7,19 @@
 //                          {mac}, checked; a wrong or missing MAC gets ERROR
 //                          and the connection is closed, no session made)
 //                       -> factory() -> session; server sends SPEC (session->spec())
-//   client RESET {seed} -> session->reset(arrays) -> STEP_RESULT {obs}
+//   client RESET {seed, seeded, option/...} -> session->reset(arrays) -> STEP_RESULT {obs[, info/...]}
 //   client STEP {action}-> session->step(arrays)  -> STEP_RESULT {obs, reward, terminated, truncated
-//                                                                  [, game_over]}
+//                                                                  [, game_over, info/...]}
+//   client ATTR {op, name, ...} -> session->attr(arrays) -> ATTR_RESULT {result/...}
 //   client CLOSE / EOF  -> the session is destroyed, the connection closed
 // A session that throws EnvError (or any std::exception) answers that one
 // request with an ERROR frame carrying what() (for Python envs, the
 // traceback); the connection and the other clients carry on. A malformed
 // frame, or a frame out of order, closes that connection only: the server
 // sends an ERROR with the reason (best effort) and logs the reason to stderr.
-// STEP actions are checked against the spec (dtype, [K, *action_shape])
-// before the session sees them; a mismatch is an ERROR, not a disconnect.
+// STEP actions are checked against the spec (dtype, [K, *action_shape]),
+// RESET seeds against K and ATTR's op and name against their types, before
+// the session sees them; a mismatch is an ERROR, not a disconnect.
 // Frame sizes, the handshake, idle waits and sends are bounded as net/wire.h
 // says (EnvServerOptions). At most max_connections are served at once; one
 // more is answered with ERROR and closed. Finished connections release their
@@ -67,8 +69,13 @@ class EnvSession {
  public:
   virtual ~EnvSession() = default;
   virtual EnvSpec spec() = 0;
-  virtual ArrayMap reset(const ArrayMap& request) = 0;  // request: {} or {"seed": int64[]}
-  virtual ArrayMap step(const ArrayMap& request) = 0;   // request: {"action": [K, ...]}
+  // request: RESET's arrays (net/wire.h), checked: seed int64[] or int64[K],
+  // seeded bool[K], option/<name>:<kind>.
+  virtual ArrayMap reset(const ArrayMap& request) = 0;
+  virtual ArrayMap step(const ArrayMap& request) = 0;  // request: {"action": [K, ...]}
+  // request: ATTR's arrays (op and name checked as uint8[n]); the reply's
+  // arrays go back as ATTR_RESULT. Sessions without attributes refuse.
+  virtual ArrayMap attr(const ArrayMap& request);
 };
 
 using SessionFactory = std::function<std::unique_ptr<EnvSession>()>;

@@ -81,6 +81,8 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kClose: return "CLOSE";
     case FrameType::kChallenge: return "CHALLENGE";
     case FrameType::kAuth: return "AUTH";
+    case FrameType::kAttr: return "ATTR";
+    case FrameType::kAttrResult: return "ATTR_RESULT";
   }
   return "UNKNOWN";
 }
@@ -165,8 +167,9 @@ FrameHeader decode_header(const std::uint8_t* header) {
                         std::to_string(kWireVersion) + ")");
   }
   const auto type = get<std::uint32_t>(header + 8);
-  if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > static_cast<std::uint32_t>(FrameType::kAuth)) {
-    throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1..9)");
+  constexpr auto kLast = static_cast<std::uint32_t>(FrameType::kAttrResult);
+  if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > kLast) {
+    throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1.." + std::to_string(kLast) + ")");
   }
   return {static_cast<FrameType>(type), get<std::uint64_t>(header + 12)};
 }

@@ -7,7 +7,7 @@
 //
 // Frame = header (20 bytes) + payload (`length` bytes):
 //   offset 0   4 bytes  magic  "BNET" (0x42 0x4E 0x45 0x54)
-//          4   u32      protocol version, kWireVersion (= 2); any other is refused
+//          4   u32      protocol version, kWireVersion (= 3); any other is refused
 //          8   u32      frame type (below)
 //         12   u64      payload length; refused BEFORE anything is allocated
 //                       if over the limit for that frame type (see Limits)
@@ -40,7 +40,12 @@
 //                    action_dtype      uint8[]      (a dtype code)
 //                    num_actions       int64[]      (Discrete n; 0 otherwise)
 //                    num_envs          int64[]      (K)
-//   3 RESET        client -> server: seed int64[] (optional; envs get seed + i)
+//   3 RESET        client -> server, every array optional:
+//                    seed   int64[]  (envs get seed + i), or int64[K] (env i
+//                           gets seed[i])
+//                    seeded bool[K]  (only with seed int64[K]: false leaves
+//                           env i unseeded)
+//                    option/<name>:<kind>  one reset option each (below)
 //   4 STEP         client -> server: action [K, *action_shape] of action_dtype
 //   5 STEP_RESULT  server -> client, the reply to RESET (obs only) and to
 //                  STEP (obs, reward, terminated, truncated; each [K, ...]),
@@ -52,9 +57,26 @@
 //                  after an env error; after a protocol error, a failed
 //                  AUTH, a deadline or a refused connection it is closed.
 //   7 CLOSE        client -> server: no arrays; the server closes the connection
+//  10 ATTR         client -> server: an attribute of every env, or a method
+//                  call on each (Gymnasium's get_attr / set_attr / call):
+//                    op    uint8[n]  "get", "set" or "call"
+//                    name  uint8[n]  the attribute's name, utf-8
+//                    arg/<i>:<kind>, kwarg/<name>:<kind>  (call)
+//                    value/<i>:<kind>  (set: env i's value, i < K)
+//  11 ATTR_RESULT  server -> client, the reply to ATTR:
+//                    result/<i>:<kind> for each env i < K (get, call)
+//   STEP_RESULT may also hold info/<path> arrays [K, ...]: the vector env's
+//   numeric info entries (a nested dict's path joined by '/'; Gymnasium's
+//   '_<key>' masks travel as entries of their own).
+// Values (options, arguments, attributes, results) travel one array each,
+// named <prefix><key>:<kind> with kind a (a numeric array), g (a NumPy
+// scalar: a 0-d array), p (a Python bool, int or float: a 0-d array),
+// s (a str: uint8[n], utf-8) or n (None: bool[0]). The server's Python
+// side decodes them (beast/poly/wire_values.py); anything else is refused.
 //
 // A session: HELLO -> [CHALLENGE -> AUTH ->] SPEC, then any number of
-// RESET/STEP requests, each answered by one STEP_RESULT or one ERROR, then
+// RESET/STEP requests, each answered by one STEP_RESULT or one ERROR, and
+// ATTR requests, each answered by one ATTR_RESULT or one ERROR, then
 // CLOSE (or EOF). A server with a token sends CHALLENGE and needs a correct
 // AUTH before it makes any environment; a wrong or missing MAC gets ERROR
 // and the connection is closed. Servers refuse to bind a non-loopback
@@ -66,9 +88,11 @@
 //
 // Limits (server side; every one is checked before anything is allocated):
 //   before the handshake ends only HELLO, then AUTH, may come, each at most
-//   kMaxControlFrameBytes (4 KiB); afterwards RESET and CLOSE are held to the
-//   same, STEP to the bytes of a correct action for the spec plus 4 KiB (and
-//   to max_frame_bytes, default 64 MiB). Any other frame type from a client
+//   kMaxControlFrameBytes (4 KiB); afterwards CLOSE is held to the same,
+//   RESET to 4 KiB plus 9 bytes per env (seeds and their mask) plus
+//   kMaxValueBytes (64 KiB, for options), ATTR to 4 KiB plus kMaxValueBytes
+//   per env, STEP to the bytes of a correct action for the spec plus 4 KiB
+//   (each also to max_frame_bytes, default 64 MiB). Any other frame type from a client
 //   is refused from its header. A receiver grows a payload buffer as the
 //   bytes arrive (from 256 KiB, doubling), so a header that declares a large
 //   payload costs nothing until the payload comes. Clients hold the server's
@@ -108,7 +132,7 @@
 
 namespace beast {
 
-constexpr std::uint32_t kWireVersion = 2;
+constexpr std::uint32_t kWireVersion = 3;
 constexpr char kWireMagic[4] = {'B', 'N', 'E', 'T'};
 constexpr std::size_t kFrameHeaderBytes = 20;
 constexpr std::uint64_t kDefaultMaxFrameBytes = 64ull << 20;
@@ -116,6 +140,7 @@ constexpr std::size_t kMaxNdim = 16;
 constexpr std::size_t kMaxNameBytes = 255;
 constexpr std::uint32_t kMaxArraysPerFrame = 64;
 constexpr std::uint64_t kMaxControlFrameBytes = 4 << 10;
+constexpr std::uint64_t kMaxValueBytes = 64 << 10;
 
 enum class FrameType : std::uint32_t {
   kHello = 1,
@@ -127,6 +152,8 @@ enum class FrameType : std::uint32_t {
   kClose = 7,
   kChallenge = 8,
   kAuth = 9,
+  kAttr = 10,
+  kAttrResult = 11,
 };
 
 const char* frame_type_name(FrameType type);

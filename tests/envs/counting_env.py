@@ -9,6 +9,10 @@ predictable, which makes data-path checks exact.
 life: each 5-step life ends with terminated=True, and `info["game_over"]` is True only at the
 end of the third life.
 
+`Painting-v0`: Counting that renders rgb_array frames [3, 4, 3] uint8 filled with its step count
+and marker (render_mode="rgb_array"), with render_fps 4.
+`DictCounting-v0`: Counting with a Dict observation {"count": Box [1] float32, "parity":
+Discrete(2)} (served packed, beast.envs.spaces).
 `Faulty-v0`: CartPole that raises RuntimeError("faulty env") after `fail_after` steps.
 `NanReward-v0`: CartPole whose rewards turn NaN after `after` steps.
 `Hanging-v0`: CartPole that hangs (sleeps for an hour) after `after` steps.
@@ -43,6 +47,31 @@ class CountingEnv(gym.Env):
     def step(self, action):
         self.count += 1
         return self._obs(), float(self.count), self.count >= self.episode_length, False, {}
+
+
+class PaintingEnv(CountingEnv):
+    metadata: dict = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, marker: float = 0.0) -> None:
+        super().__init__(marker=marker)
+        self.render_mode = render_mode
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        frame = np.full((3, 4, 3), self.count, np.uint8)
+        frame[..., 2] = int(self.marker)
+        return frame
+
+
+class DictCountingEnv(CountingEnv):
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Dict({
+            "count": gym.spaces.Box(0, 100, (1,), np.float32), "parity": gym.spaces.Discrete(2)})
+
+    def _obs(self) -> dict:
+        return {"count": np.array([self.count], np.float32), "parity": self.count % 2}
 
 
 class CountingLivesEnv(CountingEnv):
@@ -100,6 +129,8 @@ if "Counting-v0" not in gym.registry:
     gym.register("Hanging-v0", entry_point=HangingEnv, kwargs={"after": 40})
     gym.register("Counting-v0", entry_point=CountingEnv, max_episode_steps=100)
     gym.register("Faulty-v0", entry_point=FaultyEnv)
+    gym.register("Painting-v0", entry_point=PaintingEnv, max_episode_steps=100)
+    gym.register("DictCounting-v0", entry_point=DictCountingEnv, max_episode_steps=100)
     gym.register("CountingLives-v0", entry_point=CountingLivesEnv)
     gym.register("FaultyAtOnce-v0", entry_point=FaultyEnv, kwargs={"fail_after": 0})
     gym.register("CountingTruncated-v0", entry_point=CountingEnv,

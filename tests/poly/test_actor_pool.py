@@ -131,7 +131,7 @@ def mono_unrolls(env_id: str, num_unrolls: int) -> list[dict[str, np.ndarray]]:
             self.version += 1
             return out
 
-    envs = make_vector_env(env_id, K)
+    envs = make_vector_env(env_id, K, per_env=True)  # as env servers make them
     model = build_model(envs.single_observation_space, envs.single_action_space,
                         ModelConfig(hidden_sizes=(8,)))
     spec = RolloutSpec.build(envs.single_observation_space, model)

@@ -31,8 +31,8 @@ FAULTY = "tests.envs.counting_env:Faulty-v0"
 
 # --- the wire format, from csrc/net/wire.h --------------------------------------------
 
-MAGIC, VERSION = b"BNET", 2
-HELLO, SPEC, RESET, STEP, STEP_RESULT, ERROR, CLOSE, CHALLENGE, AUTH = range(1, 10)
+MAGIC, VERSION = b"BNET", 3
+HELLO, SPEC, RESET, STEP, STEP_RESULT, ERROR, CLOSE, CHALLENGE, AUTH, ATTR, ATTR_RESULT = range(1, 12)
 CODES = {np.dtype(t): c for c, t in enumerate(
     [np.bool_, np.int8, np.uint8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64])}
 DTYPES = {c: t for t, c in CODES.items()}
@@ -145,7 +145,7 @@ class Mirror:
 
     def __init__(self, address: str, seed: int = 7):
         self.client = EnvClient(address, timeout=DEADLINE_S)
-        self.local = make_vector_env("CartPole-v1", K)
+        self.local = make_vector_env("CartPole-v1", K, per_env=True)  # as the server makes them
         obs, _ = self.local.reset(seed=seed)
         np.testing.assert_array_equal(self.client.reset(seed=seed)["obs"], obs)
         self.t = 0
@@ -199,7 +199,7 @@ def test_raw_session_matches_the_documented_format(server):
         assert spec["observation_shape"].tolist() == [4] and DTYPES[int(spec["observation_dtype"])] == np.float32
         assert spec["action_shape"].tolist() == [] and DTYPES[int(spec["action_dtype"])] == np.int64
         assert int(spec["num_actions"]) == 2 and int(spec["num_envs"]) == K
-        local = make_vector_env("CartPole-v1", K)
+        local = make_vector_env("CartPole-v1", K, per_env=True)
         sock.sendall(frame(RESET, {"seed": np.array(3, np.int64)}))
         type_, got = read_frame(sock)
         assert type_ == STEP_RESULT

@@ -25,9 +25,9 @@ import pytest
 from beast.poly import EnvClient, EnvServer
 from beast.poly._core import hmac_sha256
 from tests.conftest import REPO, beast_env, wait_for
-from tests.poly.test_env_server import (AUTH, CHALLENGE, DEADLINE_S, ERROR, FAULTY, HELLO, K, MAGIC,
-                                        RESET, SPEC, STEP, VERSION, Server, array_body, frame,
-                                        read_frame)
+from tests.poly.test_env_server import (ATTR, ATTR_RESULT, AUTH, CHALLENGE, DEADLINE_S, ERROR,
+                                        FAULTY, HELLO, K, MAGIC, RESET, SPEC, STEP, STEP_RESULT,
+                                        VERSION, Server, array_body, frame, read_frame)
 
 TOKEN = "correct horse battery staple"
 AUTH_CONTEXT = b"beast env auth v2\0"
@@ -180,6 +180,60 @@ def test_a_client_that_never_reads_its_replies_is_dropped_and_others_carry_on(st
             greedy.sendall(step)
     strict.wait_for_log("a reply not sent within the send timeout (0.3 s)")
     assert served(strict.address)
+
+
+# --- 3b. RESET and ATTR (wire version 3) ------------------------------------------------------
+
+
+def text(value: str) -> np.ndarray:
+    return np.frombuffer(value.encode(), np.uint8)
+
+
+def test_reset_and_attr_frames_over_their_limits_are_refused_from_the_header():
+    """csrc/net/wire.h "Limits": RESET 4 KiB + 9 B per env + 64 KiB, ATTR 4 KiB + 64 KiB per env."""
+    server = Server("CartPole-v1", K)
+    try:
+        for type_, limit in ((RESET, 4096 + 9 * K + 65536), (ATTR, 4096 + K * 65536)):
+            with server.raw_socket() as sock:
+                handshake(sock)
+                sock.sendall(header(type_, limit + 1) + b"\0")
+                assert "exceeds the maximum frame size" in error_text(sock)
+        assert served(server.address)
+    finally:
+        assert server.stop() == 0
+
+
+ILL_TYPED = [
+    (RESET, {"seed": np.zeros(K + 1, np.int64)}, "RESET 'seed' must be int64 [] or [4]"),
+    (RESET, {"seed": np.zeros((), np.int32)}, "RESET 'seed' must be int64"),
+    (RESET, {"seeded": np.ones(K, np.bool_)}, "RESET 'seeded' must be bool [4] next to"),
+    (RESET, {"bogus": np.zeros(1)}, "RESET may hold only 'seed', 'seeded' and 'option/...'"),
+    (RESET, {"option/low": np.zeros(())}, "no ':<kind>' suffix"),
+    (ATTR, {"name": text("gravity")}, "ATTR needs 'op' as uint8[n]"),
+    (ATTR, {"op": text("get"), "name": text("gravity"), "evil": np.zeros(1)}, "ATTR may hold only"),
+    (ATTR, {"op": text("pickle"), "name": text("gravity")}, "ATTR op must be one of"),
+    (ATTR, {"op": text("get"), "name": text("np_random")}, "which the env server wire cannot carry"),
+]
+
+
+def test_ill_typed_reset_and_attr_requests_get_an_error_and_the_connection_stays():
+    server = Server("CartPole-v1", K)
+    try:
+        with server.raw_socket() as sock:
+            handshake(sock)
+            for type_, arrays, message in ILL_TYPED:
+                sock.sendall(frame(type_, arrays))
+                assert message in error_text(sock), message
+            sock.sendall(frame(ATTR, {"op": text("get"), "name": text("gravity")}))
+            type_, arrays = read_frame(sock)
+            assert type_ == ATTR_RESULT and sorted(arrays) == [f"result/{i}:p" for i in range(K)]
+            assert arrays["result/0:p"].item() == 9.8
+            sock.sendall(frame(RESET, {"seed": np.arange(K, dtype=np.int64),
+                                       "seeded": np.array([True, False] * (K // 2))}))
+            type_, arrays = read_frame(sock)
+            assert type_ == STEP_RESULT and arrays["obs"].shape == (K, 4)
+    finally:
+        assert server.stop() == 0
 
 
 # --- 4. log injection ----------------------------------------------------------------------
