@@ -64,5 +64,5 @@ def test_every_public_name_links_to_its_documentation(site: Path) -> None:
 def test_mapped_folders_are_documented_under_their_import_path(site: Path) -> None:
     page = (site / "api" / "remote_env" / "index.html").read_text()
     assert 'id="beast.poly.remote_env.RemoteVectorEnv"' in page
-    assert "reproduces a local SyncVectorEnv run exactly" in text(
+    assert "however its envs are split across servers" in text(
         site / "api" / "remote_env" / "index.html")
