@@ -44,6 +44,9 @@ def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, 
     base = None
     saved = resume or evaluate
     try:
+        if saved and hasattr(args, "recipe"):
+            parser.error("--recipe applies to new runs: a resumed or evaluated run keeps the "
+                         "config it was trained with")
         if saved:
             config_path = Path(saved) / "config.json"
             if not config_path.is_file():
@@ -125,6 +128,9 @@ def run_cli(prog: str, description: str, make_source: SourceFactory,
     except (FileExistsError, ValueError, OSError) as exc:
         return _fail(prog, str(exc))
     print(f"[beast] run directory: {run_dir}", file=sys.stderr)
+    if not resume:
+        print(f"[beast] recipe: {config.run.recipe} (flags override it; --recipe none gives "
+              "Beast's bare defaults)", file=sys.stderr)
     code, started = run_training(config, run_dir, source_factory, probe, state)
     if created and not started:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -144,6 +144,11 @@ class OptimConfig:
 class RunConfig:
     """Run control and the shape of the data, for either runtime."""
 
+    recipe: str = "auto"
+    """Settings per env family that the run starts from (flags override them): auto (chosen
+    from the env id), classic, continuous, minatar, atari, procgen, or none (Beast's bare
+    defaults). `python -m beast.envs` shows each id's; beast/recipes.py lists their values."""
+
     num_actors: int = 1
     """MonoBeast: actor processes (0 runs actor and learner serially in the main process).
     PolyBeast: actor connections (C++ threads) to the env servers."""
@@ -185,6 +190,10 @@ class RunConfig:
     steps in every run (what two reproducible serial runs compare)."""
 
     def __post_init__(self) -> None:
+        from beast.recipes import RECIPE_NAMES
+
+        _check(self.recipe in RECIPE_NAMES,
+               f"--recipe must be one of {', '.join(RECIPE_NAMES)} (got {self.recipe!r})")
         _check(self.num_actors >= 0, "--num-actors must be >= 0 (0 = serial mode)")
         _check(self.unroll_length >= 1, "--unroll-length must be >= 1")
         _check(self.batch_size >= 1, "--batch-size must be >= 1")

@@ -15,7 +15,8 @@ import sys
 from typing import Any, get_args, get_origin, get_type_hints
 
 from beast._validate import field_docs
-from beast.config import _GROUPS, Config
+from beast.config import _GROUPS, Config, EnvConfig, RunConfig
+from beast.recipes import RECIPES, apply_recipe, recipe_for
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -125,9 +126,19 @@ def group_from_args(cls: type, args: argparse.Namespace) -> Any:
 
 
 def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
-    """`base` (defaults when None) updated with the flags present in `args`; validates."""
-    data = (base or Config()).to_dict()
+    """`base` updated with the flags present in `args`; validates. Without a base (a new run),
+    the defaults with the run's recipe applied (beast.recipes: --recipe, or chosen from the
+    env id) are the base."""
     given = vars(args)
+    data = (base or Config()).to_dict()
+    if base is None:
+        recipe = given.get("recipe", RunConfig.recipe)
+        if recipe == "auto":
+            recipe = recipe_for(given.get("env", EnvConfig.env),
+                                given.get("env_backend", EnvConfig.env_backend))
+        if recipe in RECIPES:  # an unknown name is left for RunConfig to refuse
+            data = apply_recipe(data, recipe)
+            given = {k: v for k, v in given.items() if k != "recipe"}
     for group_name, cls in _GROUPS.items():
         for field in dataclasses.fields(cls):
             if field.name in given:

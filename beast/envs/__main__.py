@@ -1,7 +1,7 @@
 """`python -m beast.envs [PATTERN] [--backend envpool]`: list the env ids Beast can make here.
 
-One id per line on stdout (so it pipes into grep); notes about missing optional packages go to
-stderr. The Gymnasium list is the registered ids, the MinAtar ids and the `ALE/...` Atari ids
+One id per line on stdout, followed by the recipe a run of it starts from (beast.recipes), so it
+pipes into grep; notes about missing optional packages go to stderr. The Gymnasium list is the registered ids, the MinAtar ids and the `ALE/...` Atari ids
 (ale-py's legacy v0/v4 ids also work but are left out to keep the list short).
 """
 
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import gymnasium as gym
 
 from beast.envs import atari, minatar
 from beast.envs import envpool as envpool_backend
 from beast.envs.make import BACKENDS, INSTALL_COMMANDS
+from beast.recipes import recipe_for
 
 
 def _note(message: str) -> None:
@@ -51,9 +53,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     ids = envpool_ids() if args.backend == "envpool" else gymnasium_ids()
     pattern = args.pattern.lower()
+    width = max((len(i) for i in ids), default=0)
     for env_id in ids:
         if pattern in env_id.lower():
-            print(env_id)
+            print(f"{env_id:<{width}}  recipe: {_recipe(env_id, args.backend)}", flush=True)
+
+
+def _recipe(env_id: str, backend: str) -> str:
+    with warnings.catch_warnings():  # some registered ids warn when made (deprecations)
+        warnings.simplefilter("ignore")
+        try:
+            return recipe_for(env_id, backend)
+        except Exception:  # an id that cannot even be resolved here
+            return "classic"
 
 
 if __name__ == "__main__":
