@@ -22,6 +22,7 @@ from typing import Any, Callable
 from beast.config import Config
 from beast.flags import build_parser, config_from_args
 from beast.envs.make import check_env_config
+from beast.wandb_log import check_wandb_installed
 
 # make_source(config) -> the factory run_training calls (model, spaces, generation, log)
 SourceFactory = Callable[[Config], Callable[..., Any]]
@@ -57,6 +58,8 @@ def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, 
             parser.error(f"--loss cannot change on --resume: {resume} was trained with --loss "
                          f"{base.loss.loss}, and its checkpoint holds that objective's state")
         check_env_config(config.env)
+        if config.run.wandb and not evaluate:
+            check_wandb_installed()
         if check is not None:
             check(config)
     except (ValueError, TypeError) as exc:  # ConfigError, UnknownEnvError, an old config.json

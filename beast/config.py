@@ -189,7 +189,21 @@ class RunConfig:
     """Write a row every this many env steps instead of by time, so rows land at the same
     steps in every run (what two reproducible serial runs compare)."""
 
+    wandb: bool = False
+    """Also log every row, and the config, to Weights & Biases (the [wandb] extra; W&B's own
+    settings apply, e.g. WANDB_MODE=offline)."""
+
+    wandb_project: str = "beast"
+    """W&B project of --wandb runs."""
+
+    wandb_group: str | None = None
+    """W&B group of --wandb runs (e.g. one per experiment, its seeds inside)."""
+
+    wandb_tags: tuple[str, ...] = ()
+    """W&B tags of --wandb runs."""
+
     def __post_init__(self) -> None:
+        self.wandb_tags = tuple(str(t) for t in self.wandb_tags)
         from beast.recipes import RECIPE_NAMES
 
         _check(self.recipe in RECIPE_NAMES,

@@ -17,6 +17,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Protocol
 
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -116,14 +117,24 @@ class CsvLog:
         self.columns = columns
 
 
+class MetricSink(Protocol):
+    """Another place rows go (e.g. beast.wandb_log.WandbSink)."""
+
+    def write(self, metrics: dict[str, float], env_steps: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RunLogger:
     """Writes each metrics row to TensorBoard, logs.csv and the progress line.
 
     The progress line is a tqdm bar on a terminal and a plain line per row otherwise (CI logs).
     """
 
-    def __init__(self, run_dir: str | Path, total_steps: int, initial_steps: int = 0) -> None:
+    def __init__(self, run_dir: str | Path, total_steps: int, initial_steps: int = 0,
+                 sinks: list[MetricSink] | None = None) -> None:
         self.run_dir = Path(run_dir)
+        self.sinks = list(sinks or [])
         self.csv = CsvLog(self.run_dir / "logs.csv")
         self.tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
         self.interactive = sys.stderr.isatty()
@@ -135,6 +146,8 @@ class RunLogger:
         for name, value in metrics.items():
             self.tensorboard.add_scalar(name, value, steps)
         self.csv.append(metrics)
+        for sink in self.sinks:
+            sink.write(metrics, steps)
         text = progress_text(metrics)
         if self.interactive:
             self.bar.update(steps - self.bar.n)
@@ -152,3 +165,5 @@ class RunLogger:
     def close(self) -> None:
         self.bar.close()
         self.tensorboard.close()
+        for sink in self.sinks:
+            sink.close()

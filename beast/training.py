@@ -225,7 +225,12 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
     Returns the exit code and whether training started (a first learner step was taken)."""
     model, obs_space, action_space = probe
     stats = TrainingStats(state["stats"] if state else None)
-    logger = RunLogger(run_dir, config.run.total_steps, stats.env_steps)
+    sinks = []
+    if config.run.wandb:
+        from beast.wandb_log import WandbSink
+
+        sinks.append(WandbSink(config, run_dir))
+    logger = RunLogger(run_dir, config.run.total_steps, stats.env_steps, sinks)
     signals = StopSignals()
     source: BatchSource | None = None
     learner: Learner | None = None
