@@ -118,7 +118,8 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path | None = None,
     for i, (label, members) in enumerate(group_runs(dirs).items()):
         color = colors[i % len(colors)]
         _draw(top, [_curve(d, x_axis, "mean_return") for d in members], label, color)
-        _draw(top, [_curve(d, x_axis, "eval/return_mean") for d in members], f"{label}: eval",
+        eval_x = "eval/env_steps" if x_axis == "env_steps" else x_axis  # when its weights were
+        _draw(top, [_curve(d, eval_x, "eval/return_mean") for d in members], f"{label}: eval",
               color, "--")
         _draw(bottom, [_curve(d, x_axis, "sps") for d in members], label, color)
     top.set_ylabel("mean return (last 100 episodes)")

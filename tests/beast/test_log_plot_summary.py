@@ -71,12 +71,13 @@ def fake_run(root: Path, name: str, seed: int, lr: float, returns: list[float],
     config = Config()
     config.run.seed, config.run.run_name, config.optim.learning_rate = seed, name, lr
     (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
-    header = "env_steps,wall_time,sps,mean_return" + (",eval/return_mean" if evals else "")
+    header = ("env_steps,wall_time,sps,mean_return"
+              + (",eval/return_mean,eval/env_steps" if evals else ""))
     lines = [header]
     for i, r in enumerate(returns):
         line = f"{(i + 1) * 1000},{i + 1.5},{1000 + seed},{r}"
         if evals:
-            line += f",{evals[i]}"
+            line += f",{evals[i]},{i * 1000}"
         lines.append(line)
     (run_dir / "logs.csv").write_text("\n".join(lines) + "\n")
     return run_dir
