@@ -307,4 +307,4 @@ def test_listing_ids(capsys: pytest.CaptureFixture[str]) -> None:
     assert "BreakoutNoFrameskip-v4" not in listed
     _needs("envpool")
     list_ids(["--backend", "envpool", "pong"])
-    assert capsys.readouterr().out.split() == ["Pong-v5"]
+    assert capsys.readouterr().out.split() == ["Pong-v5", "recipe:", "atari"]
