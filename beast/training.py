@@ -229,7 +229,11 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
     if config.run.wandb:
         from beast.wandb_log import WandbSink
 
-        sinks.append(WandbSink(config, run_dir))
+        try:
+            sinks.append(WandbSink(config, run_dir))
+        except Exception as exc:  # not logged in, no network in online mode, a bad setting
+            print(f"[beast] --wandb: W&B did not start: {exc}".splitlines()[0], file=sys.stderr)
+            return 2, False
     logger = RunLogger(run_dir, config.run.total_steps, stats.env_steps, sinks)
     signals = StopSignals()
     source: BatchSource | None = None
@@ -329,15 +333,17 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
         exit_code = 1
     finally:
         final_row = {}
-        if evaluator is not None and started and signals.received is None:
-            if (evaluated := evaluator.finish(EVAL_FINISH_SECONDS)) is not None:
-                take_eval(evaluated)
         if started:
             final_row = {**stats.row(source.restarts), **source.metrics(), **eval_row}
-        if evaluator is not None:
-            evaluator.close()
         if source is not None:
             source.close()
+        if evaluator is not None:
+            # A run that ended normally waits (bounded) for the evaluation still running.
+            if started and exit_code == 0 and signals.received is None and (
+                    evaluated := evaluator.finish(EVAL_FINISH_SECONDS)) is not None:
+                take_eval(evaluated)
+                final_row.update(eval_row)
+            evaluator.close()
         if started:
             logger.write(final_row)
             if checkpoint():

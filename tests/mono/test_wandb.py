@@ -93,3 +93,15 @@ def test_wandb_without_the_package_is_one_line(tmp_path: Path) -> None:
                             text=True, timeout=120)
     assert result.returncode == 2 and "pip install -e \".[wandb]\"" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_wandb_that_cannot_start_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # no API key anywhere, online mode: W&B refuses at once
+    home.mkdir()
+    env = {**beast_env(), "HOME": str(home), "WANDB_MODE": "online", "WANDB_DIR": str(home)}
+    env.pop("WANDB_API_KEY", None)
+    result = subprocess.run([sys.executable, "-m", "beast.mono", *FAST, "--num-actors", "0",
+                             "--wandb", "--savedir", str(tmp_path / "runs")], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2 and "--wandb: W&B did not start" in result.stderr
+    assert not any((tmp_path / "runs").iterdir())
