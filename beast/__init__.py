@@ -52,6 +52,14 @@ _PUBLIC = {
     "RunConfig": "beast.config",
     "build_model": "beast.models",
     "make_vector_env": "beast.envs",
+    # what the examples use besides: the loss terms, the APS controller, the learner's keys
+    "APSController": "beast.sync",
+    "baseline_loss": "beast.algo",
+    "entropy_loss": "beast.algo",
+    "learner_fields": "beast.batch_contract",
+    "policy_gradient_loss": "beast.algo",
+    "vtrace_from_importance_weights": "beast.algo",
+    "RemoteVectorEnv": "beast.poly.remote_env",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -142,3 +142,16 @@ def test_aps_cases_exercise_every_trigger_and_drift_orders_the_sync_counts() -> 
     counts = [sum(s.actor == actor for s in decisions) for actor in range(3)]
     assert counts[0] > counts[1] >= counts[2]  # the faster a policy drifts, the more it syncs
     assert all(math.isfinite(s.estimate) for s in decisions)
+
+
+def test_every_beast_name_the_examples_import_is_public() -> None:
+    import ast
+
+    import beast
+
+    used = set()
+    for path in (REPO / "examples").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("beast"):
+                used |= {alias.name for alias in node.names}
+    assert used and used <= set(beast.__all__), sorted(used - set(beast.__all__))
