@@ -1,4 +1,5 @@
-"""The APS experiment (../shared/specs/aps.md) on CartPole-v1 with MonoBeast.
+"""The APS experiment (the APS design spec, not shipped; README: Weight synchronisation) on
+CartPole-v1 with MonoBeast.
 
 Arms, each over several seeds at a fixed env-step budget: sync every learner step; periodic
 every N in {4, 16, 64} versions; APS with delta in {0.003, 0.01, 0.03}. Writes a per-run CSV,

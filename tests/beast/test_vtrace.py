@@ -16,7 +16,8 @@ CLIP_RHO, CLIP_PG_RHO = 3.7, 2.2
 
 
 def spec_fixture(batch: int, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
-    """The reference inputs of specs/losses.md: deterministic, off-policy, varied discounts."""
+    """The losses spec's reference inputs (the spec is not shipped): deterministic,
+    off-policy, varied discounts."""
     n = T * batch
     arange = torch.arange(n, dtype=dtype)
     return {
