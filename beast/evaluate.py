@@ -30,6 +30,7 @@ from beast.models.factory import build_configured_model
 from beast.rollout import game_over
 
 CHECKPOINTS = {"latest": CHECKPOINT_NAME, "best": BEST_CHECKPOINT_NAME}
+EVAL_SEED = 12345  # the same games for every evaluation: the figures compare weights
 
 
 class VideoError(ValueError):
@@ -131,7 +132,7 @@ def play_episodes(model: nn.Module, envs: gym.vector.VectorEnv, episodes: int, s
     return EpisodeStats(stats.returns[:episodes], stats.lengths[:episodes])
 
 
-def evaluate(run_dir: str | Path, config: Config, seed: int = 12345) -> EpisodeStats:
+def evaluate(run_dir: str | Path, config: Config, seed: int = EVAL_SEED) -> EpisodeStats:
     """`--eval RUN_DIR`: play `config.eval.eval_episodes` games with the run's checkpoint
     (`config.eval.checkpoint`: latest or best), greedy or sampled as `config.eval.eval_greedy`
     says; with `config.eval.video`, one env records each game to RUN_DIR/videos."""

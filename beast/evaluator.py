@@ -28,8 +28,8 @@ import numpy as np
 from torch import nn
 
 from beast.config import Config
+from beast.evaluate import EVAL_SEED
 
-EVAL_SEED = 12345  # the same games for every evaluation: the figures compare weights
 
 
 @dataclasses.dataclass

@@ -83,6 +83,14 @@ def _gym_make(env_id: str, name: str, env_kwargs: Mapping[str, Any] | None = Non
                                 f"{' '.join(str(exc).split())}") from exc
 
 
+def _check_env_kwargs(env_id: str, factory: Callable[..., gym.Env] | None,
+                      env_kwargs: Mapping[str, Any] | None) -> None:
+    """Env kwargs go to `gym.make` of a plain Gymnasium id; Beast's Atari and MinAtar builders
+    (a `factory`) take none."""
+    if factory is not None and env_kwargs:
+        raise ValueError(f"env kwargs apply to plain Gymnasium ids only, not {env_id}")
+
+
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown env backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -203,8 +211,7 @@ def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
         return _make_envpool(env_id, num_envs, episodic_life, sticky_actions)
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
-    if factory is not None and env_kwargs:
-        raise ValueError(f"env kwargs apply to plain Gymnasium ids only, not {env_id}")
+    _check_env_kwargs(env_id, factory, env_kwargs)
     if factory is None:
         env = _gym_make(env_id, name, env_kwargs)  # one env first: its spaces decide the vector env
         if needs_adapting(env.observation_space, env.action_space):
@@ -212,12 +219,12 @@ def make_vector_env(env_id: str, num_envs: int, *, backend: str = "gymnasium",
             if num_envs == 1:
                 return SingleEnvVector(adapted, keep_info=per_env)
             adapted.close()
-            factory = lambda: adapt_spaces(gym.make(name, **(env_kwargs or {})))  # noqa: E731
+            factory = lambda: adapt_spaces(_gym_make(env_id, name, env_kwargs))  # noqa: E731
         elif num_envs == 1:
             return SingleEnvVector(env, keep_info=per_env)
         elif per_env:
             env.close()
-            factory = lambda: gym.make(name, **(env_kwargs or {}))  # noqa: E731
+            factory = functools.partial(_gym_make, env_id, name, env_kwargs)
         else:
             env.close()
             return _gym_vector_env(env_id, name, num_envs, env_kwargs)
@@ -246,9 +253,8 @@ def make_env(env_id: str, *, episodic_life: bool = False, sticky_actions: bool =
     `render_mode` (e.g. "rgb_array" for videos) goes to the underlying `gym.make`."""
     name = resolve_env_id(env_id)
     factory = _env_factory(name, episodic_life, sticky_actions)
+    _check_env_kwargs(env_id, factory, env_kwargs)
     if factory is not None:
-        if env_kwargs:
-            raise ValueError(f"env kwargs apply to plain Gymnasium ids only, not {env_id}")
         return factory(render_mode=render_mode) if render_mode else factory()
     kwargs = {**(env_kwargs or {}), **({"render_mode": render_mode} if render_mode else {})}
     env = _gym_make(env_id, name, kwargs)
