@@ -1,8 +1,9 @@
 """Beast: scalable actor-learner reinforcement learning in PyTorch.
 
-The core (this package) holds no processes and no sockets: losses and objectives, action
-distributions, models, the learner, acting, environment adapters, the rollout schema, weight
-sync, config, logging and checkpoints. The runtimes live in
+The core (this package) holds no sockets, and one process only, the optional periodic
+evaluator that the shared training driver starts (beast.evaluator, --eval-every): losses and
+objectives, action distributions, models, the learner, acting, environment adapters, the
+rollout schema, weight sync, config, logging and checkpoints. The runtimes live in
 `beast.mono` (single machine, pure Python) and `beast.poly` (C++ core).
 
 Public names are imported on first use, so `import beast.config` or `python -m beast.plot`
