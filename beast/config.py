@@ -18,6 +18,7 @@ The command line is built from these fields by beast.flags:
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from beast._validate import ConfigError, _check, document_fields
@@ -347,9 +348,54 @@ class PolyConfig:
     started here (0: off, best on small machines; ~100 cuts a loopback round trip from ~100
     to ~15 us). The BEAST_NET_SPIN_US variable, if set, overrides it."""
 
+    step_timeout: float = 10.0
+    """PolyBeast: seconds an env server may take over a reply (and a connect) before it is
+    treated as dead (a hung or stopped one) and its connection reconnects."""
+
+    unreachable_timeout: float = 60.0
+    """PolyBeast: seconds with no env server reachable before the run fails (lost servers are
+    reconnected until then; 0: fail at the first lost server)."""
+
+    ray_address: str = ""
+    """PolyBeast: place the env servers on this Ray cluster instead ("auto", or the head's
+    HOST:PORT; needs the [ray] extra). They bind their node's address and need the token
+    ($BEAST_AUTH_TOKEN, else a fresh one per run); Ray restarts any that die."""
+
+    servers_per_node: int = 1
+    """PolyBeast with --ray-address: env servers on each node of the cluster."""
+
+    server_cpus: float = 1.0
+    """PolyBeast with --ray-address: CPUs Ray reserves for each env server."""
+
+    server_resources: str = ""
+    """PolyBeast with --ray-address: custom Ray resources each env server needs, as a JSON
+    object, e.g. '{"env_node": 1}' to keep servers on nodes started with that resource."""
+
+    def ray_resources(self) -> dict[str, float]:
+        """--server-resources as a dict (ValueError, one line, if it is not a JSON object of
+        numbers)."""
+        if not self.server_resources:
+            return {}
+        try:
+            resources = json.loads(self.server_resources)
+        except json.JSONDecodeError:
+            resources = None
+        _check(isinstance(resources, dict)
+               and all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()),
+               "--server-resources must be a JSON object of numbers, got "
+               f"{self.server_resources!r}")
+        return {str(k): float(v) for k, v in resources.items()}
+
     def __post_init__(self) -> None:
         self.server_addresses = tuple(str(a) for a in self.server_addresses)
         _check(self.num_servers >= 1, "--num-servers must be >= 1")
+        _check(not (self.ray_address and self.server_addresses),
+               "--ray-address and --server-addresses are exclusive: Ray places the servers")
+        _check(self.step_timeout > 0, "--step-timeout must be > 0 seconds")
+        _check(self.unreachable_timeout >= 0, "--unreachable-timeout must be >= 0 seconds")
+        _check(self.servers_per_node >= 1, "--servers-per-node must be >= 1")
+        _check(self.server_cpus >= 0, "--server-cpus must be >= 0")
+        self.ray_resources()
         for address in self.server_addresses:
             _check_address(address)
         _check(self.net_spin_us >= 0, "--net-spin-us must be >= 0")

@@ -57,6 +57,12 @@ from beast.summary import RunOutcome, run_summary
 from beast.sync import SyncDriver
 
 
+class SourceFailure(RuntimeError):
+    """A runtime lost what it acts with for a reason outside the code (actors that keep dying,
+    no env server reachable, an env that raised): the run stops with this message, which says
+    what failed (with the env's or actor's own traceback, if any), and no traceback of ours."""
+
+
 class BatchSource(Protocol):
     """Where a runtime's batches come from and where the learner's weights go."""
 
@@ -327,6 +333,9 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
             exit_code = 128 + signals.received
     except NonFiniteError as exc:
         logger.message(f"[beast] stopped: {exc}")
+        exit_code = 1
+    except SourceFailure as exc:
+        logger.message(f"[beast] run failed: {exc}")
         exit_code = 1
     except Exception:
         logger.message(f"[beast] run failed:\n{traceback.format_exc()}")

@@ -29,6 +29,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Callable
 
+from beast.training import SourceFailure
+
 ACTOR_PRELOAD = ["torch", "gymnasium", "beast.mono.actor"]
 
 
@@ -46,7 +48,7 @@ def forkserver_context() -> mp.context.ForkServerContext:
 StartActor = Callable[[int, int, list[int]], tuple[BaseProcess, Connection]]
 
 
-class ActorFailure(RuntimeError):
+class ActorFailure(SourceFailure):
     """Actors failed more often than allowed; the message carries the last traceback."""
 
 

@@ -169,7 +169,8 @@ class EnvClient:
         raised), ConnectionError, TimeoutError.
         """
     def close(self) -> None:
-        """Idempotent; tells the server, then closes the socket."""
+        """Idempotent; tells the server, then closes the socket. A request blocked in another
+        thread (a hung server) is aborted: it raises ConnectionError at once."""
     def __enter__(self) -> EnvClient: ...
     def __exit__(self, *args: object) -> None: ...
     @property
@@ -207,8 +208,13 @@ class ActorPool:
     batch_dim=1, stack=False)``. All servers must serve the same K and specs, with actions of
     the agent's action shape.
 
-    The first exception in any thread stops the others; ``check()`` raises it as RuntimeError
-    naming the connection and address. A thread that finds the batcher or queue closed just
+    A lost server (the connection drops, or no reply within ``connect_timeout``: dead or hung)
+    costs that connection its unfinished unroll; it reconnects with backoff to its address, which
+    ``replace_address`` can point at a replacement, and resets with a fresh seed (``seed + (s * N
+    + i) * K``, session s of connection i of N). ``drain_events()`` says so. The pool fails only
+    when no connection has been up for ``unreachable_timeout`` seconds (0: at the first loss).
+    Any other failure in a thread (a first connect, an env that raised, bad inference outputs)
+    stops the others; ``check()`` raises it as RuntimeError naming the connection and address. A thread that finds the batcher or queue closed just
     stops. ``close()`` never closes the batcher or queue (the caller owns them); it returns
     promptly while inference is served, so shut down with
     ``pool.close(); batcher.close(); queue.close()`` while the inference thread runs, or
@@ -219,8 +225,10 @@ class ActorPool:
     def __init__(self, unroll_length: int, learner_queue: BatchingQueue, inference_batcher: DynamicBatcher,
                  env_server_addresses: list[str], seed: int = 0, connect_timeout: float | None = 30.0,
                  *, agent_spec: dict[str, tuple[np.dtype, list[int]]], action_key: str,
-                 state_keys: list[str] = ..., auth_token: str | None = None) -> None:
+                 state_keys: list[str] = ..., auth_token: str | None = None,
+                 unreachable_timeout: float | None = 60.0) -> None:
         """Nothing connects before ``start()``; ``connect_timeout`` also bounds each env reply.
+        ``unreachable_timeout`` None waits for a server for ever.
         ValueError when ``agent_spec`` lacks ``action_key`` or a state key, or a key clashes
         with the env half. ``auth_token`` answers env servers that ask for one."""
     def start(self) -> None:
@@ -244,9 +252,24 @@ class ActorPool:
     def running(self) -> bool:
         """Whether any actor thread is still running."""
     @property
+    def num_reconnects(self) -> int:
+        """Sessions opened after a lost one, over all connections."""
+    @property
+    def num_dropped_unrolls(self) -> int:
+        """Unfinished unrolls dropped with a lost connection."""
+    @property
+    def num_connected(self) -> int:
+        """Connections up now."""
+    @property
     def unroll_length(self) -> int: ...
     @property
-    def addresses(self) -> list[str]: ...
+    def addresses(self) -> list[str]:
+        """Each connection's current address."""
+    def replace_address(self, old_address: str, new_address: str) -> int:
+        """Point every connection at ``old_address`` to ``new_address`` (a replacement server),
+        waking those waiting to reconnect; returns how many were pointed over."""
+    def drain_events(self) -> list[str]:
+        """Event lines since the last call (lost, reconnected, replaced), oldest first."""
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
     """HMAC-SHA256 (32 bytes), as the env server's handshake computes it (csrc/net/auth.h)."""

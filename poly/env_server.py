@@ -31,6 +31,7 @@ with the same variable (RemoteVectorEnv, the launcher) or `auth_token=`. --max-c
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -147,7 +148,24 @@ def serve(env_config: EnvConfig, address: str = DEFAULT_ADDRESS,
     return EnvServer(address, lambda: VectorEnvSession(env_config, env_kwargs), **kwargs)
 
 
+# Set by a launcher (beast.poly.server_processes) to its pid: the server then dies with the
+# thread that started it (PR_SET_PDEATHSIG, set here after exec, where no preexec_fn is needed).
+PARENT_PID_ENV = "BEAST_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> bool:
+    """SIGTERM when the launcher goes; False if it is already gone (then exit at once)."""
+    parent = os.environ.pop(PARENT_PID_ENV, None)
+    if parent is None:
+        return True
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == int(parent)  # else it died before the prctl took hold
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not _die_with_parent():
+        return 0
     # The env flags are EnvConfig's own (beast.config), so a launcher passes its env settings
     # with `group_flags(env_config)` and a new env field needs no change here.
     parser = build_parser("python -m beast.poly.env_server", __doc__.split("\n")[0], only=("env",))

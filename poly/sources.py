@@ -15,21 +15,18 @@ copy the sync driver (beast.sync) keeps in sync, whose drift is the KL the learn
 the batch. `publish_weights` only hands the learner over; the driver decides when the copy is
 made. Shutdown order matters: the pool
 first (it closes its env connections), then the batcher and the queue (waking any thread
-blocked in them), then the inference thread, then the server processes.
+blocked in them), then the inference thread, then the server watcher and the servers.
 """
 
 from __future__ import annotations
 
 import copy
-import ctypes
 import os
-import signal
-import subprocess
-import sys
+import secrets
 import threading
 import time
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -37,46 +34,14 @@ import torch
 from torch import nn
 
 from beast.acting import policy_step
-from beast.config import Config, EnvConfig
-from beast.flags import group_flags
+from beast.config import Config
 from beast.learner import Learner
 from beast.rollout import CORE_STATE, Batch, EpisodeCounter, RolloutSpec
 from beast.sync import SyncDriver, controller_from_config
+from beast.training import SourceFailure
 from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
-
-
-def _detach_but_die_with_parent() -> None:
-    """Runs in the env server child before exec: its own session, so a Ctrl-C meant for the
-    launcher does not kill it mid-run (the launcher stops it in order), and SIGTERM when the
-    launcher dies, so a killed launcher leaves no server behind."""
-    os.setsid()
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-class EnvServerProcess:
-    """`python -m beast.poly.env_server` on a free local port; stopped with SIGTERM."""
-
-    def __init__(self, env: EnvConfig, net_spin_us: int) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "beast.poly.env_server", *group_flags(env),
-             "--address", "127.0.0.1:0", "--net-spin-us", str(net_spin_us)],
-            stdout=subprocess.PIPE, text=True, preexec_fn=_detach_but_die_with_parent)
-        self.address = self.process.stdout.readline().strip()
-        if not self.address:
-            code = self.process.wait(timeout=10)
-            raise RuntimeError(f"env server for {env.env} failed to start (exit code {code})")
-
-    def stop(self, timeout: float = 3.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+from beast.poly.server_processes import LocalEnvServers
+from beast.poly.server_watch import ServerWatcher
 
 
 class InferenceThread:
@@ -125,10 +90,36 @@ class InferenceThread:
         self.loaded.set()
 
 
-class PolySource:
-    """The `BatchSource` of PolyBeast (see beast.training)."""
+def _place_servers(config: Config, net_spin_us: int, token: str | None,
+                   log: Callable[[str], None]) -> tuple[Any, list[str]]:
+    """(servers or None, addresses): Ray-placed (--ray-address), local (started here) or
+    given (--server-addresses; None: whoever started them restarts them)."""
+    poly = config.poly
+    if poly.server_addresses:
+        return None, list(poly.server_addresses)
+    if poly.ray_address:
+        from beast.poly.cluster import RayEnvServers  # needs the [ray] extra
 
-    restarts = 0  # a failed env server fails the run (reconnection comes later)
+        try:
+            servers = RayEnvServers(config.env, ray_address=poly.ray_address,
+                                    servers_per_node=poly.servers_per_node, token=token,
+                                    num_cpus=poly.server_cpus, resources=poly.ray_resources(),
+                                    net_spin_us=net_spin_us)
+        except ValueError as exc:  # no cluster there, no room on it, no [ray] extra
+            raise SourceFailure(str(exc)) from None
+        log(f"[beast] ray: {len(servers.addresses)} env servers on {servers.num_nodes} nodes "
+            f"of {poly.ray_address}")
+        return servers, servers.addresses
+    servers = LocalEnvServers(config.env, poly.num_servers, net_spin_us)
+    return servers, servers.addresses
+
+
+class PolySource:
+    """The `BatchSource` of PolyBeast (see beast.training).
+
+    Lost env servers do not stop the run: the actor pool reconnects (csrc/actor/actor_pool.h),
+    and the servers' placer (Ray, or LocalEnvServers here) restarts dead ones, whose new
+    addresses a ServerWatcher hands to the pool. `restarts` counts the reconnections."""
 
     def __init__(self, config: Config, model: nn.Module, observation_space: gym.Space,
                  action_space: gym.Space, generation: int, log: Callable[[str], None]) -> None:
@@ -140,44 +131,59 @@ class PolySource:
         # set before the first read here and passed to the env servers started below; the
         # BEAST_NET_SPIN_US variable overrides it.
         net_spin_us = int(os.environ.setdefault("BEAST_NET_SPIN_US", str(poly.net_spin_us)))
-        self.servers: list[EnvServerProcess] = []
-        addresses = list(poly.server_addresses)
-        if not addresses:
-            try:
-                for _ in range(poly.num_servers):
-                    self.servers.append(EnvServerProcess(config.env, net_spin_us))
-            except BaseException:
-                self._stop_servers()
-                raise
-            addresses = [server.address for server in self.servers]
-        num_connections = max(1, run.num_actors)
-        connections = [addresses[i % len(addresses)] for i in range(num_connections)]
-        log(f"[beast] {num_connections} actor connections to {len(addresses)} env servers")
-        self.queue = BatchingQueue(max(2 * run.batch_size, num_connections + 1), batch_dim=1,
-                                   stack=False)
-        self.batcher = DynamicBatcher(max_pending=num_connections)
-        self.inference = InferenceThread(copy.deepcopy(model).cpu(), self.batcher,
-                                         seed=run.seed * 7919 + generation)
-        self._learner: Learner | None = None
-        self._syncs = 0
-        self.sync = SyncDriver(controller_from_config(config.sync, 1),  # one policy copy
-                               weight_bytes=4 * sum(p.numel() for p in model.parameters()),
-                               held_version=lambda copy: self.inference.version,
-                               request=self._load_inference)
-        self.counter = EpisodeCounter()
-        agent = RolloutSpec.build(observation_space, model).agent
-        self.pool = ActorPool(run.unroll_length, self.queue, self.batcher, connections,
-                              seed=run.seed * 1_000_003 + generation * 7_919_993,
-                              agent_spec={k: (f.dtype, list(f.shape)) for k, f in agent.items()},
-                              action_key="action",
-                              state_keys=[CORE_STATE] if CORE_STATE in agent else [],
-                              # the servers started above inherit the same variable
-                              auth_token=os.environ.get("BEAST_AUTH_TOKEN") or None)
-        self.pool.start()
-        self._closed = False
+        # Local servers inherit BEAST_AUTH_TOKEN; Ray-placed ones bind their node's address, so
+        # they need a token: the variable's, else a fresh one for this run (never on a
+        # command line).
+        token = os.environ.get("BEAST_AUTH_TOKEN") or (
+            secrets.token_hex(32) if poly.ray_address else None)
+        self.log = log
+        self.watcher: ServerWatcher | None = None
+        self.servers, addresses = _place_servers(config, net_spin_us, token, log)
+        try:
+            num_connections = max(1, run.num_actors)
+            connections = [addresses[i % len(addresses)] for i in range(num_connections)]
+            log(f"[beast] {num_connections} actor connections to {len(addresses)} env servers")
+            self.queue = BatchingQueue(max(2 * run.batch_size, num_connections + 1), batch_dim=1,
+                                       stack=False)
+            self.batcher = DynamicBatcher(max_pending=num_connections)
+            self.inference = InferenceThread(copy.deepcopy(model).cpu(), self.batcher,
+                                             seed=run.seed * 7919 + generation)
+            self._learner: Learner | None = None
+            self._syncs = 0
+            self.sync = SyncDriver(controller_from_config(config.sync, 1),  # one policy copy
+                                   weight_bytes=4 * sum(p.numel() for p in model.parameters()),
+                                   held_version=lambda copy: self.inference.version,
+                                   request=self._load_inference)
+            self.counter = EpisodeCounter()
+            agent = RolloutSpec.build(observation_space, model).agent
+            agent_spec = {k: (f.dtype, list(f.shape)) for k, f in agent.items()}
+            self.pool = ActorPool(run.unroll_length, self.queue, self.batcher, connections,
+                                  seed=run.seed * 1_000_003 + generation * 7_919_993,
+                                  agent_spec=agent_spec,
+                                  action_key="action",
+                                  state_keys=[CORE_STATE] if CORE_STATE in agent else [],
+                                  connect_timeout=poly.step_timeout, auth_token=token,
+                                  unreachable_timeout=poly.unreachable_timeout)
+            self.pool.start()
+            if self.servers is not None:
+                self.watcher = ServerWatcher(self.servers, on_replaced=self.pool.replace_address,
+                                             log=log, hang_timeout=poly.step_timeout)
+            self._closed = False
+        except BaseException:  # leave no server behind a run that never started
+            if self.servers is not None:
+                self.servers.close()
+            raise
+
+    @property
+    def restarts(self) -> int:
+        return self.pool.num_reconnects
 
     def next_batch(self, timeout: float) -> Batch | None:
-        self.pool.check()  # the first actor-thread error (dead server, env exception) raises
+        for line in self.pool.drain_events():
+            self.log(f"[beast] actor pool: {line}")
+        error = self.pool.error  # the first actor-thread error (no server reachable, env raised)
+        if error is not None:
+            raise SourceFailure(error)
         if self.inference.error is not None:
             raise RuntimeError(f"inference failed:\n{self.inference.error}")
         if timeout <= 0 and len(self.queue) < self.batch_size:
@@ -190,8 +196,7 @@ class PolySource:
         except TimeoutError:
             return None
         except StopIteration:
-            self.pool.check()
-            raise RuntimeError("the rollout queue was closed")
+            raise SourceFailure(self.pool.error or "the rollout queue was closed") from None
         self.counter.add(batch)
         return Batch({key: torch.from_numpy(value) for key, value in batch.items()}, owners=(0,))
 
@@ -209,7 +214,10 @@ class PolySource:
             self._syncs += 1
 
     def metrics(self) -> dict[str, float]:
-        return self.sync.metrics(self._syncs)
+        return {**self.sync.metrics(self._syncs),
+                "poly/reconnects": float(self.pool.num_reconnects),
+                "poly/dropped_unrolls": float(self.pool.num_dropped_unrolls),
+                "poly/connected": float(self.pool.num_connected)}
 
     def close(self) -> None:
         if self._closed:
@@ -220,8 +228,7 @@ class PolySource:
         self.queue.close()
         self.inference.loaded.set()  # a batch waiting for first weights fails on the closed batcher
         self.inference.thread.join(timeout=5)
-        self._stop_servers()
-
-    def _stop_servers(self) -> None:
-        for server in self.servers:
-            server.stop()
+        if self.watcher is not None:
+            self.watcher.close()
+        if self.servers is not None:
+            self.servers.close()

@@ -1,6 +1,8 @@
 #include "actor/actor_pool.h"
 
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -13,6 +15,26 @@ namespace {
 
 // A blocked enqueue() wakes this often to see whether close() was called.
 constexpr std::chrono::duration<double> kEnqueueSlice{0.1};
+// Reconnect backoff: the first wait after a loss, doubling up to the last.
+constexpr std::chrono::duration<double> kFirstBackoff{0.05};
+constexpr std::chrono::duration<double> kMaxBackoff{2.0};
+
+// No connection has been up for the pool's unreachable_timeout.
+class Unreachable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A lost server (reconnect), as opposed to a failure that stops the pool.
+bool is_lost_server(const std::exception& e) {
+  return dynamic_cast<const SocketError*>(&e) != nullptr || dynamic_cast<const ProtocolError*>(&e) != nullptr;
+}
+
+std::string seconds_text(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f s", seconds);
+  return text;
+}
 
 // --- dtype casts (the env and the inference side may use other widths) ---
 
@@ -83,6 +105,8 @@ Shape with_leading(std::int64_t leading, const Shape& shape) {
 // "KIND: what", KIND being the Python exception the error would map to alone.
 std::string describe(const std::exception& e) {
   if (dynamic_cast<const RemoteError*>(&e)) return std::string("env raised: ") + e.what();
+  if (dynamic_cast<const Unreachable*>(&e)) return std::string("ConnectionError: ") + e.what();
+  if (dynamic_cast<const AuthError*>(&e)) return std::string("PermissionError: ") + e.what();
   if (dynamic_cast<const SocketTimeout*>(&e)) return std::string("TimeoutError: ") + e.what();
   if (dynamic_cast<const SocketError*>(&e)) return std::string("ConnectionError: ") + e.what();
   if (dynamic_cast<const ProtocolError*>(&e)) return std::string("ConnectionError: protocol error: ") + e.what();
@@ -234,7 +258,7 @@ void write_entry(ArrayMap& unroll, std::int64_t t, const EnvStep& step, const Ar
 ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, DynamicBatcher* inference_batcher,
                      std::vector<std::string> env_server_addresses, std::int64_t seed, Timeout reply_timeout,
                      AgentSpec agent_spec, std::string action_key, std::vector<std::string> state_keys,
-                     std::string auth_token)
+                     std::string auth_token, double unreachable_timeout)
     : unroll_length_(unroll_length),
       queue_(learner_queue),
       batcher_(inference_batcher),
@@ -244,7 +268,13 @@ ActorPool::ActorPool(std::int64_t unroll_length, BatchingQueue* learner_queue, D
       agent_spec_(std::move(agent_spec)),
       action_key_(std::move(action_key)),
       state_keys_(std::move(state_keys)),
-      auth_token_(std::move(auth_token)) {
+      auth_token_(std::move(auth_token)),
+      unreachable_timeout_(unreachable_timeout),
+      current_(addresses_),
+      clients_(addresses_.size(), nullptr) {
+  if (!(unreachable_timeout_ >= 0)) {  // NaN too
+    throw std::invalid_argument("ActorPool: unreachable_timeout must be >= 0 seconds");
+  }
   if (unroll_length_ < 1) {
     throw std::invalid_argument("ActorPool: unroll_length must be >= 1, got " + std::to_string(unroll_length_));
   }
@@ -277,6 +307,7 @@ void ActorPool::start() {
   if (closed_) throw std::logic_error("ActorPool: start() after close()");
   if (started_) return;
   started_ = true;
+  all_down_since_ = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < addresses_.size(); ++i) {
     live_threads_.fetch_add(1);
     threads_.emplace_back(&ActorPool::run, this, i);
@@ -291,8 +322,17 @@ void ActorPool::close() {
     closed_ = true;
     threads.swap(threads_);
   }
-  stop_.store(true);
+  stop_all();
   for (std::thread& thread : threads) thread.join();
+}
+
+void ActorPool::stop_all() {
+  stop_.store(true);  // before the sweep: open() registers only while it is false
+  std::lock_guard<std::mutex> lock(mu_);
+  for (EnvClient* client : clients_) {
+    if (client != nullptr) client->abort();
+  }
+  wake_.notify_all();
 }
 
 std::string ActorPool::error() const {
@@ -300,15 +340,70 @@ std::string ActorPool::error() const {
   return error_;
 }
 
+std::vector<std::string> ActorPool::addresses() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return current_;
+}
+
+std::int64_t ActorPool::replace_address(const std::string& old_address, const std::string& new_address) {
+  Address::parse(new_address);  // a SocketError now rather than in every reconnect
+  std::int64_t moved = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (std::size_t i = 0; i < current_.size(); ++i) {
+      if (current_[i] == old_address) {
+        current_[i] = new_address;
+        ++moved;
+      }
+    }
+  }
+  if (moved > 0) {
+    event("env server " + old_address + " replaced by " + new_address + " (" + std::to_string(moved) +
+          " connection" + (moved == 1 ? "" : "s") + ")");
+    wake_.notify_all();
+  }
+  return moved;
+}
+
+std::vector<std::string> ActorPool::drain_events() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> lines;
+  if (dropped_events_ > 0) {
+    lines.push_back(std::to_string(dropped_events_) + " older pool events were dropped");
+    dropped_events_ = 0;
+  }
+  lines.insert(lines.end(), events_.begin(), events_.end());
+  events_.clear();
+  return lines;
+}
+
+void ActorPool::event(std::string line) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (events_.size() == kMaxEvents) {
+    events_.pop_front();
+    ++dropped_events_;
+  }
+  events_.push_back(std::move(line));
+}
+
 void ActorPool::fail(const std::string& message) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (error_.empty()) error_ = message;
   }
-  stop_.store(true);
+  stop_all();
 }
 
-void ActorPool::check_spec(std::size_t index, const EnvSpec& spec) {
+void ActorPool::connected(bool up) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (up) {
+    num_connected_.fetch_add(1);
+  } else if (num_connected_.fetch_sub(1) == 1) {
+    all_down_since_ = std::chrono::steady_clock::now();
+  }
+}
+
+void ActorPool::check_spec(const std::string& address, const EnvSpec& spec) {
   const ArraySpec& action = agent_spec_.at(action_key_);
   if (action.shape != spec.action.shape) {
     throw std::invalid_argument("serves actions of shape " + shape_string(spec.action.shape) +
@@ -321,7 +416,7 @@ void ActorPool::check_spec(std::size_t index, const EnvSpec& spec) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!first_spec_) {
     first_spec_ = spec;
-    first_spec_address_ = addresses_[index];
+    first_spec_address_ = address;
     return;
   }
   const EnvSpec& first = *first_spec_;
@@ -338,26 +433,114 @@ void ActorPool::check_spec(std::size_t index, const EnvSpec& spec) {
 }
 
 void ActorPool::run(std::size_t index) {
+  auto name = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return "connection " + std::to_string(index) + " (" + current_[index] + "): ";
+  };
   try {
     loop(index);
   } catch (const QueueClosed&) {
     // The owner closed the batcher or the queue: a stop, not a failure.
   } catch (const std::exception& e) {
-    if (!stop_.load()) fail("connection " + std::to_string(index) + " (" + addresses_[index] + "): " + describe(e));
+    if (!stop_.load()) fail(name() + describe(e));
   } catch (...) {
-    if (!stop_.load()) fail("connection " + std::to_string(index) + " (" + addresses_[index] + "): unknown error");
+    if (!stop_.load()) fail(name() + "unknown error");
   }
   live_threads_.fetch_sub(1);
 }
 
+std::unique_ptr<EnvClient> ActorPool::open(std::size_t index, const std::string& address) {
+  auto client = std::make_unique<EnvClient>(EnvClient::kDeferred, address, reply_timeout_, kDefaultMaxFrameBytes,
+                                            auth_token_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_.load()) return nullptr;
+    clients_[index] = client.get();
+  }
+  try {
+    client->connect();
+  } catch (...) {
+    unregister(index);
+    throw;
+  }
+  return client;
+}
+
+void ActorPool::unregister(std::size_t index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  clients_[index] = nullptr;
+}
+
 void ActorPool::loop(std::size_t index) {
-  // Its destructor says CLOSE.
-  EnvClient client(addresses_[index], reply_timeout_, kDefaultMaxFrameBytes, auth_token_);
+  const std::string prefix = "connection " + std::to_string(index);
+  std::unique_ptr<EnvClient> client = open(index, addresses_[index]);  // the first connect must succeed
+  for (std::int64_t session = 0; client != nullptr; ++session) {
+    connected(true);
+    bool filling = false;
+    try {
+      run_session(index, *client, session, filling);
+      connected(false);
+      break;  // stopping
+    } catch (const std::exception& e) {
+      connected(false);
+      if (stop_.load() || unreachable_timeout_ == 0 || !is_lost_server(e)) {
+        unregister(index);
+        throw;
+      }
+      if (filling) num_dropped_unrolls_.fetch_add(1);
+      const std::string failure = describe(e);
+      event(prefix + " (" + client->address() + ") lost: " + failure +
+            (filling ? "; its unfinished unroll is dropped" : "") + "; reconnecting");
+      unregister(index);
+      client.reset();  // says CLOSE if it still can
+      client = reconnect(index, failure);
+    }
+  }
+  unregister(index);
+}
+
+std::unique_ptr<EnvClient> ActorPool::reconnect(std::size_t index, std::string last_failure) {
+  const auto lost_at = std::chrono::steady_clock::now();
+  auto delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(kFirstBackoff);
+  const auto max_delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(kMaxBackoff);
+  for (std::int64_t attempt = 1;; ++attempt) {
+    std::string address;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const std::string before = current_[index];
+      wake_.wait_for(lock, delay, [&] { return stop_.load() || current_[index] != before; });
+      if (stop_.load()) return nullptr;
+      const double down = std::chrono::duration<double>(std::chrono::steady_clock::now() - all_down_since_).count();
+      if (num_connected_.load() == 0 && down >= unreachable_timeout_) {
+        throw Unreachable("no env server has been reachable for " + seconds_text(down) + " (unreachable_timeout " +
+                          seconds_text(unreachable_timeout_) + "); last failure: " + last_failure);
+      }
+      address = current_[index];
+    }
+    try {
+      std::unique_ptr<EnvClient> client = open(index, address);
+      if (client != nullptr) {
+        num_reconnects_.fetch_add(1);
+        const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - lost_at).count();
+        event("connection " + std::to_string(index) + " reconnected to " + address + " after " +
+              std::to_string(attempt) + (attempt == 1 ? " attempt" : " attempts") + " (" + seconds_text(took) + ")");
+      }
+      return client;
+    } catch (const std::exception& e) {
+      if (!is_lost_server(e) && dynamic_cast<const AuthError*>(&e) == nullptr) throw;
+      last_failure = describe(e);
+    }
+    delay = std::min(2 * delay, max_delay);
+  }
+}
+
+void ActorPool::run_session(std::size_t index, EnvClient& client, std::int64_t session, bool& filling) {
   const EnvSpec spec = client.spec();
-  check_spec(index, spec);
+  check_spec(client.address(), spec);
   const std::int64_t k = spec.num_envs;
+  const auto n = static_cast<std::int64_t>(addresses_.size());
   if (stop_.load()) return;
-  EnvStep step = first_step(client.reset(seed_ + static_cast<std::int64_t>(index) * k), spec);
+  EnvStep step = first_step(client.reset(seed_ + (session * n + static_cast<std::int64_t>(index)) * k), spec);
   // Agent outputs fed back as inputs (a recurrent model's core state): the value entering
   // the current step, zeros at first; unrolls record the entering value.
   ArrayMap state;
@@ -379,6 +562,7 @@ void ActorPool::loop(std::size_t index) {
   ArrayMap agent = act();
   for (;;) {
     ArrayMap unroll = allocate_unroll(unroll_length_ + 1, spec, agent_spec_);
+    filling = true;
     write_entry(unroll, 0, step, agent);  // the previous unroll's last entry
     for (std::int64_t t = 1; t <= unroll_length_; ++t) {
       if (stop_.load()) return;
@@ -397,6 +581,7 @@ void ActorPool::loop(std::size_t index) {
       } catch (const QueueTimeout&) {
       }
     }
+    filling = false;
     num_unrolls_.fetch_add(1);
   }
 }

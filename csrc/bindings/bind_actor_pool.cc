@@ -5,6 +5,7 @@
 // Python as:
 //   bad arguments -> ValueError      start() after close() -> RuntimeError
 //   check(): the first thread failure -> RuntimeError naming the connection
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,16 +45,28 @@ ended, or after a game ended when the env sends ``game_over``, as in
 batch_dim=1, stack=False)`` so batches are ``[T+1, B*K, ...]``. Every server
 must serve the same K and specs, with actions of the agent's action shape.
 
-Errors: the first exception in any thread (a dead env server, an env that
-raised, bad inference outputs, a timeout) is kept and stops the other
-threads; ``check()`` raises it as RuntimeError naming the connection and
-its address, at once (poll it from the main loop). A thread whose
+Lost servers: a connection that drops, or a server that sends no reply
+within ``connect_timeout`` (dead, or hung alive), drops that connection's
+unfinished unroll and reconnects with backoff (50 ms doubling to 2 s) to the
+connection's address, which ``replace_address(old, new)`` can point at a
+replacement; the new session resets with a fresh seed (``seed + (s * N + i)
+* K`` for session s of connection i of N) and fresh episode sums and state.
+``drain_events()`` returns the lines saying so; ``num_reconnects``,
+``num_dropped_unrolls`` and ``num_connected`` count it. The pool fails only
+when no connection has been up for ``unreachable_timeout`` seconds.
+
+Errors: the first other failure in any thread (a first connect that fails,
+an env that raised, bad inference outputs, a spec that differs, no server
+reachable) is kept and stops the other threads at once; ``check()`` raises
+it as RuntimeError naming the connection and its address (poll it from the
+main loop). A thread whose
 ``compute`` or ``enqueue`` finds the batcher or queue closed just stops.
 
 Shutdown: ``close()`` (idempotent) stops and joins every thread. It never
-closes the batcher or queue (the caller owns them). A thread blocked in a
-full queue notices ``close()`` within 0.1 s; one in ``compute`` only when
-inference answers or the batcher closes. So::
+closes the batcher or queue (the caller owns them). An env request or connect
+in flight is aborted at once; a thread blocked in a full queue notices
+``close()`` within 0.1 s; one in ``compute`` only when inference answers or
+the batcher closes. So::
 
     pool.close(); batcher.close(); queue.close()   # while inference is served
     batcher.close(); pool.close(); queue.close()   # always safe
@@ -74,6 +87,8 @@ Call loop::
     # learner thread:   for rollout in queue: learner.step(rollout)
     while training:
         pool.check()            # raises RuntimeError if any actor thread failed
+        for line in pool.drain_events():
+            log(line)           # "connection 0 (HOST:PORT) lost: ...; reconnecting", ...
     batcher.close(); pool.close(); queue.close()
 )doc";
 
@@ -94,7 +109,8 @@ void bind_actor_pool(py::module_& m) {
       .def(py::init([](std::int64_t unroll_length, BatchingQueue& learner_queue, DynamicBatcher& inference_batcher,
                        std::vector<std::string> env_server_addresses, std::int64_t seed,
                        std::optional<double> connect_timeout, const py::dict& agent_spec, std::string action_key,
-                       std::vector<std::string> state_keys, std::optional<std::string> auth_token) {
+                       std::vector<std::string> state_keys, std::optional<std::string> auth_token,
+                       std::optional<double> unreachable_timeout) {
              Timeout timeout;
              if (connect_timeout) timeout = std::chrono::duration<double>(*connect_timeout);
              AgentSpec spec;
@@ -108,19 +124,22 @@ void bind_actor_pool(py::module_& m) {
              }
              return PoolHolder(new ActorPool(unroll_length, &learner_queue, &inference_batcher,
                                              std::move(env_server_addresses), seed, timeout, std::move(spec),
-                                             std::move(action_key), std::move(state_keys), auth_token.value_or("")));
+                                             std::move(action_key), std::move(state_keys), auth_token.value_or(""),
+                                             unreachable_timeout.value_or(std::numeric_limits<double>::infinity())));
            }),
            py::arg("unroll_length"), py::arg("learner_queue"), py::arg("inference_batcher"),
            py::arg("env_server_addresses"), py::arg("seed") = 0, py::arg("connect_timeout") = 30.0,
            py::kw_only(), py::arg("agent_spec"), py::arg("action_key"),
            py::arg("state_keys") = std::vector<std::string>{}, py::arg("auth_token") = py::none(),
+           py::arg("unreachable_timeout") = ActorPool::kDefaultUnreachableSeconds,
            py::keep_alive<1, 3>(), py::keep_alive<1, 4>(),
            "unroll_length T >= 1; one thread per address (\"HOST:PORT\" or \"unix:/path\"); connection i "
            "resets with seed + i * K. connect_timeout (seconds; None: for ever) bounds the connect and each "
            "env reply. agent_spec: {key: (dtype, per-env shape)} of the inference outputs (the rollout's "
            "agent half); action_key: the one sent to the envs; state_keys: outputs fed back to the next "
            "compute() (zeros at first), recorded as the value entering each step. auth_token (None: none) "
-           "answers env servers that ask for one. Nothing connects "
+           "answers env servers that ask for one. unreachable_timeout (seconds; None: for ever; 0: fail at "
+           "the first lost server) is how long the pool may go with no connection up. Nothing connects "
            "before start().")
       .def("start", [](ActorPool& pool) {
         py::gil_scoped_release nogil;
@@ -144,7 +163,17 @@ void bind_actor_pool(py::module_& m) {
       .def_property_readonly("num_unrolls", &ActorPool::num_unrolls, "Unrolls enqueued so far.")
       .def_property_readonly("running", &ActorPool::running, "Whether any actor thread is still running.")
       .def_property_readonly("unroll_length", &ActorPool::unroll_length)
-      .def_property_readonly("addresses", &ActorPool::addresses)
+      .def_property_readonly("addresses", &ActorPool::addresses, "Each connection's current address.")
+      .def_property_readonly("num_reconnects", &ActorPool::num_reconnects,
+                             "Sessions opened after a lost one, over all connections.")
+      .def_property_readonly("num_dropped_unrolls", &ActorPool::num_dropped_unrolls,
+                             "Unfinished unrolls dropped with a lost connection.")
+      .def_property_readonly("num_connected", &ActorPool::num_connected, "Connections up now.")
+      .def("replace_address", &ActorPool::replace_address, py::arg("old_address"), py::arg("new_address"),
+           "Point every connection at old_address to new_address (a replacement server) and wake those "
+           "waiting to reconnect; returns how many were pointed over.")
+      .def("drain_events", &ActorPool::drain_events,
+           "The pool's event lines since the last call (lost, reconnected, replaced), oldest first.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](ActorPool& pool, py::args) {
         py::gil_scoped_release nogil;

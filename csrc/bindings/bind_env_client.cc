@@ -138,7 +138,8 @@ void bind_env_client(py::module_& m) {
       .def("close", [](EnvClient& c) {
         py::gil_scoped_release nogil;
         c.close();
-      }, "Idempotent; tells the server, then closes the socket.")
+      }, "Idempotent; tells the server, then closes the socket. A request blocked in another thread "
+         "(a hung server) is aborted: it raises ConnectionError at once.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](EnvClient& c, py::args) {
         py::gil_scoped_release nogil;

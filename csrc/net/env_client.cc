@@ -8,35 +8,71 @@ namespace beast {
 
 EnvClient::EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes,
                      const std::string& auth_token)
-    : address_(address), timeout_(timeout), max_frame_bytes_(max_frame_bytes) {
+    : EnvClient(kDeferred, address, timeout, max_frame_bytes, auth_token) {
+  connect();
+}
+
+EnvClient::EnvClient(Deferred, const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes,
+                     const std::string& auth_token)
+    : address_(address), timeout_(timeout), max_frame_bytes_(max_frame_bytes), auth_token_(auth_token) {
+  deadline_after(timeout_, "EnvClient");  // refuses a negative or NaN timeout now
+}
+
+void EnvClient::connect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (connected_) throw std::logic_error("EnvClient(" + address_ + ") is already connected");
+  connected_ = true;
   const Deadline deadline = deadline_after(timeout_, "EnvClient");
-  socket_ = Socket::connect(Address::parse(address), deadline);
-  write_frame(socket_, FrameType::kHello, {}, deadline);
-  Frame frame = read_frame(socket_, max_frame_bytes_, deadline);
-  if (frame.type == FrameType::kChallenge) {
-    const std::uint8_t* nonce = fixed_bytes(frame.arrays, "nonce", kNonceBytes, "CHALLENGE");
-    if (nonce == nullptr) throw ProtocolError("env server " + address + " sent a CHALLENGE without a 'nonce'");
-    ArrayMap answer;
-    if (!auth_token.empty()) {
-      const Digest mac = auth_mac(auth_token, nonce);
-      answer.emplace("mac", bytes_array(mac.data(), mac.size()));
+  Socket socket = Socket::connect(Address::parse(address_), deadline);
+  {
+    std::lock_guard<std::mutex> guard(abort_mu_);
+    if (aborted_) throw ConnectionClosed("EnvClient(" + address_ + ") was aborted", true);
+    socket_ = std::move(socket);
+  }
+  try {
+    write_frame(socket_, FrameType::kHello, {}, deadline);
+    Frame frame = read_frame(socket_, max_frame_bytes_, deadline);
+    if (frame.type == FrameType::kChallenge) {
+      const std::uint8_t* nonce = fixed_bytes(frame.arrays, "nonce", kNonceBytes, "CHALLENGE");
+      if (nonce == nullptr) throw ProtocolError("env server " + address_ + " sent a CHALLENGE without a 'nonce'");
+      ArrayMap answer;
+      if (!auth_token_.empty()) {
+        const Digest mac = auth_mac(auth_token_, nonce);
+        answer.emplace("mac", bytes_array(mac.data(), mac.size()));
+      }
+      write_frame(socket_, FrameType::kAuth, answer, deadline);
+      frame = read_frame(socket_, max_frame_bytes_, deadline);
+      if (frame.type == FrameType::kError) {
+        throw AuthError("env server " + address_ + " refused this client: " + error_message(frame.arrays) +
+                        (auth_token_.empty() ? " (this client has no token: pass auth_token or set BEAST_AUTH_TOKEN)"
+                                             : ""));
+      }
     }
-    write_frame(socket_, FrameType::kAuth, answer, deadline);
-    frame = read_frame(socket_, max_frame_bytes_, deadline);
     if (frame.type == FrameType::kError) {
-      throw AuthError("env server " + address + " refused this client: " + error_message(frame.arrays) +
-                      (auth_token.empty() ? " (this client has no token: pass auth_token or set BEAST_AUTH_TOKEN)"
-                                          : ""));
+      throw RemoteError("env server " + address_ + ": " + error_message(frame.arrays));
     }
+    if (frame.type != FrameType::kSpec) {
+      throw ProtocolError("env server " + address_ + " answered HELLO with " + frame_type_name(frame.type) +
+                          ", expected SPEC");
+    }
+    spec_ = decode_spec(frame.arrays);
+  } catch (const std::exception& e) {
+    broken_ = e.what();
+    close_socket();
+    if (aborted_.load()) throw ConnectionClosed("EnvClient(" + address_ + ") was aborted while connecting", false);
+    throw;
   }
-  if (frame.type == FrameType::kError) {
-    throw RemoteError("env server " + address + ": " + error_message(frame.arrays));
-  }
-  if (frame.type != FrameType::kSpec) {
-    throw ProtocolError("env server " + address + " answered HELLO with " + frame_type_name(frame.type) +
-                        ", expected SPEC");
-  }
-  spec_ = decode_spec(frame.arrays);
+}
+
+void EnvClient::abort() {
+  std::lock_guard<std::mutex> guard(abort_mu_);
+  aborted_ = true;
+  socket_.shutdown();
+}
+
+void EnvClient::close_socket() {
+  std::lock_guard<std::mutex> guard(abort_mu_);
+  socket_.close();
 }
 
 EnvClient::~EnvClient() { close(); }
@@ -47,8 +83,10 @@ bool EnvClient::is_closed() const {
 }
 
 void EnvClient::check_open_locked() const {
+  if (aborted_.load()) throw ConnectionClosed("EnvClient(" + address_ + ") was aborted", false);
   if (!socket_.is_open()) {
-    throw ConnectionClosed("EnvClient(" + address_ + ") is closed" + (broken_.empty() ? "" : ": " + broken_), false);
+    const std::string why = !broken_.empty() ? ": " + broken_ : !connected_ ? ": not connected yet" : "";
+    throw ConnectionClosed("EnvClient(" + address_ + ") is closed" + why, false);
   }
 }
 
@@ -95,7 +133,8 @@ ArrayMap EnvClient::request_locked(FrameType type, const ArrayMap& arrays, Frame
     // A half-read reply (or one still coming after a timeout) would be
     // mistaken for the answer to the next request: drop the connection.
     broken_ = e.what();
-    socket_.close();
+    close_socket();
+    if (aborted_.load()) throw ConnectionClosed("EnvClient(" + address_ + ") was aborted during a request", false);
     throw;
   }
   if (reply.type == FrameType::kError) throw RemoteError("env server " + address_ + ": " + error_message(reply.arrays));
@@ -103,13 +142,17 @@ ArrayMap EnvClient::request_locked(FrameType type, const ArrayMap& arrays, Frame
 }
 
 void EnvClient::close() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) {  // a request is in flight: end it rather than wait for its reply
+    abort();
+    lock.lock();
+  }
   if (!socket_.is_open()) return;
   try {
     write_frame(socket_, FrameType::kClose, {}, Clock::now());  // only if it fits at once: never hang here
   } catch (const std::exception&) {  // the server may be gone; closing is all that is left
   }
-  socket_.close();
+  close_socket();
 }
 
 }  // namespace beast

@@ -31,9 +31,18 @@
 // later call throws ConnectionClosed naming the first failure.
 //
 // Threads: any thread may call any method; calls are serialised by a
-// mutex (one request is in flight at a time on the one connection).
+// mutex (one request is in flight at a time on the one connection), except
+// abort(), which never waits for it: it wakes a call blocked on the socket
+// (a hung server), which then throws ConnectionClosed. close() aborts a call
+// in flight rather than waiting for its reply. A client made with kDeferred
+// connects only in connect(), so an owner can abort a connect that hangs in
+// the handshake (a stopped server still completes TCP connects):
+//   EnvClient client(EnvClient::kDeferred, address, timeout, max_bytes, token);
+//   register(&client);   // another thread may now client.abort()
+//   client.connect();
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -64,6 +73,11 @@ class EnvClient {
   // later request, its send and its reply; std::nullopt waits for ever).
   EnvClient(const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes = kDefaultMaxFrameBytes,
             const std::string& auth_token = "");
+  // The same, but nothing is sent before connect().
+  struct Deferred {};
+  static constexpr Deferred kDeferred{};
+  EnvClient(Deferred, const std::string& address, Timeout timeout, std::uint64_t max_frame_bytes,
+            const std::string& auth_token);
   ~EnvClient();
   EnvClient(const EnvClient&) = delete;
   EnvClient& operator=(const EnvClient&) = delete;
@@ -77,7 +91,16 @@ class EnvClient {
   ArrayMap step(const Array& action);
   ArrayMap attr(const ArrayMap& request);   // the ATTR_RESULT's arrays
 
-  // Sends CLOSE (best effort) and closes the socket. Idempotent.
+  // The handshake of a kDeferred client (std::logic_error if already done);
+  // throws as the connecting constructor does.
+  void connect();
+
+  // Any thread, at once: a call blocked on the socket ends with
+  // ConnectionClosed, and so does every later one. Idempotent.
+  void abort();
+
+  // Sends CLOSE (best effort) and closes the socket; a call in flight is
+  // aborted first. Idempotent.
   void close();
 
  private:
@@ -86,14 +109,20 @@ class EnvClient {
   ArrayMap request_locked(FrameType type, const ArrayMap& arrays, FrameType reply_type = FrameType::kStepResult);
   // Throws if the connection was closed or broken earlier. Holds mu_.
   void check_open_locked() const;
+  // Closes the socket (holding abort_mu_, so abort() never sees a reused fd).
+  void close_socket();
 
   const std::string address_;
   const Timeout timeout_;
   const std::uint64_t max_frame_bytes_;
+  const std::string auth_token_;
   EnvSpec spec_;
 
   mutable std::mutex mu_;
+  std::mutex abort_mu_;  // guards socket_'s fd (not its I/O) and aborted_
   Socket socket_;
+  bool connected_ = false;
+  std::atomic<bool> aborted_{false};  // set under abort_mu_, read anywhere
   std::string broken_;  // why the connection was dropped; "" while usable
 };
 

@@ -77,12 +77,14 @@ class Pipeline:
     """Queue, batcher, inference thread and pool, shut down in the documented order."""
 
     def __init__(self, addresses: list[str], num_actions: int = 3, capacity: int = 64,
-                 inference: bool = True, outputs=agent, unroll_length: int = T) -> None:
+                 inference: bool = True, outputs=agent, unroll_length: int = T,
+                 **pool_options) -> None:
         self.queue = BatchingQueue(capacity, batch_dim=1, stack=False)
         self.batcher = DynamicBatcher()
         self.inference = Inference(self.batcher, num_actions, outputs) if inference else None
         self.pool = ActorPool(unroll_length, self.queue, self.batcher, addresses, seed=0,
-                              agent_spec=agent_spec(num_actions), action_key="action")
+                              agent_spec=agent_spec(num_actions), action_key="action",
+                              **pool_options)
         self.pool.start()
 
     def close(self) -> None:
@@ -218,9 +220,9 @@ def test_two_servers_two_threads_concatenate_along_k(counting):
         assert truncating.stop() == 0
 
 
-def test_killed_env_server_surfaces_promptly_naming_its_address():
-    doomed = Server(COUNTING, K)
-    with Pipeline([doomed.address], capacity=1000) as p:
+def test_killed_env_server_surfaces_promptly_naming_its_address_without_reconnection():
+    doomed = Server(COUNTING, K)  # unreachable_timeout=0: the first loss fails the pool
+    with Pipeline([doomed.address], capacity=1000, unreachable_timeout=0) as p:
         p.queue.dequeue()
         assert p.pool.error is None and p.pool.running
         doomed.proc.send_signal(signal.SIGKILL)

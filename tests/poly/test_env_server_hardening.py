@@ -423,6 +423,6 @@ def test_the_launcher_hands_its_token_to_the_servers_it_starts_and_to_the_pool(m
                                        config.optim, 10**6))
         assert wait_for(lambda: source.next_batch(timeout=0.5) is not None, timeout=30)
         with pytest.raises(PermissionError, match="sent no token"):  # the server asks for it
-            EnvClient(source.servers[0].address, timeout=DEADLINE_S)
+            EnvClient(source.servers.addresses[0], timeout=DEADLINE_S)
     finally:
         source.close()
