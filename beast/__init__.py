@@ -66,6 +66,18 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
+def _register_envs() -> None:
+    """Register Beast's own Gymnasium ids. The entry point is a string, so registering imports
+    only Gymnasium (not torch, not the env); re-running it (a reload) registers nothing twice."""
+    import gymnasium as gym
+
+    if "ZipfGridworld-v0" not in gym.registry:
+        gym.register("ZipfGridworld-v0", entry_point="beast.envs.zipf_gridworld:ZipfGridworld")
+
+
+_register_envs()
+
+
 def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module 'beast' has no attribute {name!r}")
