@@ -40,10 +40,6 @@ class EnvServerProcess:
             code = self.process.wait(timeout=10)
             raise RuntimeError(f"env server for {env.env} failed to start (exit code {code})")
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def stop(self, timeout: float = 3.0) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -73,10 +69,6 @@ class LocalEnvServers:
     def addresses(self) -> list[str]:
         with self._lock:
             return [server.address for server in self._servers]
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [server.pid for server in self._servers]
 
     def poll(self, timeout: float = 0.0) -> tuple[list[tuple[str, str]], list[str]]:
         """(replaced, silent): (old, new) for each server that had exited and was started again

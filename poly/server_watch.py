@@ -40,7 +40,6 @@ class ServerWatcher:
         self.log = log
         self.hang_timeout = hang_timeout
         self.interval = interval
-        self.replacements = 0
         self._silent_since: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="server-watcher", daemon=True)
@@ -60,7 +59,6 @@ class ServerWatcher:
         now = time.monotonic()
         for old, new in replaced:
             self._silent_since.pop(old, None)
-            self.replacements += 1
             self.on_replaced(old, new)
             self.log(f"[beast] env server {old} came back as {new}")
         for address in list(self._silent_since):
