@@ -101,7 +101,7 @@ def test_a_dict_env_trains_with_a_torso_per_entry(tmp_path, runtime: str) -> Non
     from tests.conftest import run_cli
 
     result = run_cli(runtime, "--env", DICT_ENV, "--num-envs", "16", "--unroll-length", "10",
-                     "--hidden-sizes", "32", "--total-steps", "60000", "--log-seconds", "1",
+                     "--hidden-sizes", "32", "--total-steps", "25000", "--log-seconds", "1",
                      "--savedir", str(tmp_path), "--run-name", "run", timeout=200)
     assert result.returncode == 0, result.stderr[-2000:]
     assert final_return(tmp_path / "run") > 6.0

@@ -23,7 +23,7 @@ PENDULUM = ["--env", "Pendulum-v1", "--num-actors", "0", "--num-envs", "16",
             "--unroll-length", "16", "--reward-scale", "0.1", "--discount", "0.95",
             "--entropy-cost", "0", "--epsilon", "1e-5", "--hidden-sizes", "64", "64",
             "--seed", "0"]
-PENDULUM_BUDGET = 600_000  # tests/mono/test_continuous.py's budget for IMPALA
+PENDULUM_BUDGET = 300_000
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
@@ -48,18 +48,20 @@ def test_cartpole_reaches_150_with_each_loss(run_dir: Path, loss: str) -> None:
     assert any(name.startswith(f"{loss}/") for name in last)  # the chosen objective ran
 
 
-@pytest.mark.parametrize("loss, flags", [
-    ("impact", ["--learning-rate", "1e-3"]),  # IMPALA's Pendulum recipe as it is
-    ("vmpo", ["--learning-rate", "3e-3"]),    # V-MPO's policy moves only as far as its bounds
+@pytest.mark.parametrize("loss, learning_rate, above", [
+    ("impala", "2e-3", -1050),  # the Gaussian head learns, slowly, under plain V-trace
+    ("impact", "1e-3", -900),
+    ("vmpo", "5e-3", -900),     # V-MPO's policy moves only as far as its bounds
 ])
-def test_pendulum_improves_clearly_over_random_play(run_dir: Path, loss: str,
-                                                    flags: list[str]) -> None:
-    """Random play averages -1200..-1400 (mean of 100 episodes); measured on this recipe:
-    impact -579, vmpo -201 (IMPALA: -929)."""
-    log = train(run_dir, *PENDULUM, *flags, "--loss", loss, "--total-steps",
-                str(PENDULUM_BUDGET), timeout=600)
+def test_pendulum_improves_clearly_over_random_play(run_dir: Path, loss: str, learning_rate: str,
+                                                    above: float) -> None:
+    """Continuous control end to end (bench/continuous.py has the full curve). Random play
+    averages -1200..-1400 (mean of 100 episodes, spread ~30); measured on this recipe at 300k
+    steps: impala -946, impact -416, vmpo -556."""
+    log = train(run_dir, *PENDULUM, "--learning-rate", learning_rate, "--loss", loss,
+                "--total-steps", str(PENDULUM_BUDGET), timeout=300)
     returns = [float(r["mean_return"]) for r in log if r["mean_return"]]
-    assert returns[-1] > -900, returns
+    assert returns[-1] > above, returns
 
 
 def model_after(run_dir: Path, *flags: str) -> dict[str, torch.Tensor]:
