@@ -4,8 +4,13 @@ MonoBeast's actor processes and serial mode, PolyBeast's central inference and `
 through `policy_step`, so the agent half of a rollout entry (beast.rollout.agent_fields) is
 written by one function whatever the runtime:
 
-    agent, next_state = policy_step(model, obs, core_state, done, generator, version)
-    # agent: action, policy_params, baseline, policy_version [, core_state][, extras...]
+    carry = initial_carry(model, batch_size)      # core_state / last_action, if the model has them
+    agent, carry = policy_step(model, obs, carry, done, generator, version, reward=reward)
+    # agent: action, policy_params, baseline, policy_version [, carried keys][, extras...]
+
+The carried keys (`carry_keys`: a recurrent model's state, and the last action's features
+for a core that reads them) are fed back as the next step's input; an entry records the value
+entering its step, the one it acted from.
 
 `UnrollWorker` steps a vector env with it and writes [T+1, K] unrolls:
 
@@ -21,29 +26,63 @@ import numpy as np
 import torch
 from torch import nn
 
+from beast.distributions import action_feature_size, action_features
 from beast.models import act_step
-from beast.rollout import CORE_STATE, game_over
+from beast.rollout import CORE_STATE, LAST_ACTION, game_over
+
+
+def carry_keys(model: nn.Module) -> list[str]:
+    """The agent keys fed back from step to step for `model` (see the module docstring)."""
+    keys = [CORE_STATE] if model.core_state_shape is not None else []
+    if LAST_ACTION in getattr(model, "step_inputs", ()):
+        keys.append(LAST_ACTION)
+    return keys
+
+
+def initial_carry(model: nn.Module, batch_size: int) -> dict[str, torch.Tensor]:
+    """The carried values entering a fresh session's first step: zeros."""
+    carry = {}
+    if model.core_state_shape is not None:
+        carry[CORE_STATE] = model.initial_state(batch_size)
+    if LAST_ACTION in getattr(model, "step_inputs", ()):
+        carry[LAST_ACTION] = torch.zeros(batch_size, action_feature_size(model.dist))
+    return carry
 
 
 @torch.inference_mode()
-def policy_step(model: nn.Module, obs: torch.Tensor, core_state: torch.Tensor | None,
+def policy_step(model: nn.Module, obs: torch.Tensor, carry: dict[str, torch.Tensor],
                 done: torch.Tensor, generator: torch.Generator, version: int,
-                greedy: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """One step for B envs: the agent half of their entries ([B, ...] tensors) and the core
-    state entering the next step. `core_state` is the state entering this step (recorded in the
-    entry as the state it acted from); `done` [B]: o_t ended an episode. `greedy` takes the
-    most likely action instead of sampling (evaluation only: training samples)."""
-    output = act_step(model, obs, core_state, done)
+                reward: torch.Tensor | None = None, greedy: bool = False
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One step for B envs: the agent half of their entries ([B, ...] tensors) and the carry
+    entering the next step. `carry` is what enters this step (`initial_carry` at first;
+    recorded in the entry); `done` [B]: o_t ended an episode, so the next step starts one
+    (state and last action zeroed); `reward` [B]: the reward that produced o_t, read by a
+    core with --last-action-reward. `greedy` takes the most likely action instead of sampling
+    (evaluation only: training samples)."""
+    inputs = {}
+    if "reward" in getattr(model, "step_inputs", ()):
+        if reward is None:
+            raise ValueError("this model reads the reward at each step: pass policy_step reward=")
+        inputs["reward"] = reward
+    if LAST_ACTION in carry:
+        inputs[LAST_ACTION] = carry[LAST_ACTION]
+    output = act_step(model, obs, carry.get(CORE_STATE), done, inputs or None)
     action = (model.dist.mode(output.policy_params) if greedy
               else model.dist.sample(output.policy_params, generator))
     agent = {"action": action, "policy_params": output.policy_params,
              "baseline": output.baseline,
-             "policy_version": torch.full(output.baseline.shape, version, dtype=torch.int64)}
-    if core_state is not None:
-        agent[CORE_STATE] = core_state
+             "policy_version": torch.full(output.baseline.shape, version, dtype=torch.int64),
+             **carry}
     if output.extras:
         agent.update(output.extras)
-    return agent, output.core_state
+    next_carry = {}
+    if output.core_state is not None:
+        next_carry[CORE_STATE] = output.core_state
+    if LAST_ACTION in carry:
+        features = action_features(model.dist, action)
+        next_carry[LAST_ACTION] = features * (~done.bool()).unsqueeze(-1).to(features.dtype)
+    return agent, next_carry
 
 
 class UnrollWorker:
@@ -67,12 +106,13 @@ class UnrollWorker:
         }
         self.game_over = np.zeros(k, bool)  # whether the latest step ended a whole game
         self.agent: dict[str, np.ndarray] | None = None
-        self.core_state = model.initial_state(k)  # entering the current step; None if stateless
+        self.carry = initial_carry(model, k)  # entering the current step (see carry_keys)
 
     def _act(self, version: int) -> dict[str, np.ndarray]:
         done = torch.from_numpy(self.step["terminated"] | self.step["truncated"])
-        agent, self.core_state = policy_step(self.model, torch.from_numpy(self.step["obs"]),
-                                             self.core_state, done, self.generator, version)
+        agent, self.carry = policy_step(self.model, torch.from_numpy(self.step["obs"]),
+                                        self.carry, done, self.generator, version,
+                                        reward=torch.from_numpy(self.step["reward"]))
         return {key: value.numpy() for key, value in agent.items()}
 
     def _env_step(self, action: np.ndarray) -> None:

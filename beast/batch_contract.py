@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.rollout import CORE_STATE, ENV_STEP_FIELDS, agent_fields
+from beast.rollout import CORE_STATE, ENV_STEP_FIELDS, LAST_ACTION, MEM_READOUT, agent_fields
 
-AGENT_KEYS_READ = ("action", "policy_params", "policy_version", CORE_STATE)
-"""The agent half the learner reads; the baseline and any model extras are carried, not read."""
+AGENT_KEYS_READ = ("action", "policy_params", "policy_version", CORE_STATE, LAST_ACTION,
+                   MEM_READOUT)
+"""The agent half the learner reads (each where the model has it); the baseline and other
+model extras are carried, not read."""
 
 
 class BatchError(ValueError):

@@ -72,6 +72,18 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
+def _zipf_accuracies(run_dir: str, config: Config) -> int:
+    """On a ZipfGridworld run, --eval also prints its three accuracies (beast.evaluate_zipf)."""
+    from beast.evaluate import saved_config
+    from beast.evaluate_zipf import is_zipf_gridworld, zipf_accuracies
+
+    if config.eval.video or not is_zipf_gridworld(saved_config(run_dir).env.env):
+        return 0
+    accuracies = zipf_accuracies(run_dir, config)
+    print("accuracy (95% intervals): " + ", ".join(map(str, accuracies)))
+    return 0
+
+
 def run_cli(prog: str, description: str, make_source: SourceFactory,
             argv: list[str] | None = None, skip: tuple[str, ...] = (),
             check: Callable[[Config], None] | None = None) -> int:
@@ -96,7 +108,7 @@ def run_cli(prog: str, description: str, make_source: SourceFactory,
               f"{config.eval.checkpoint} checkpoint)")
         if config.eval.video:
             print(f"videos: {Path(evaluate_dir) / 'videos'}")
-        return 0
+        return _zipf_accuracies(evaluate_dir, config)
     if config.eval.video:
         return _fail(prog, "--video records the episodes of --eval RUN_DIR; while training, "
                            "use --eval-every with --eval-video-every")

@@ -23,6 +23,7 @@ from typing import Any
 
 from beast._validate import ConfigError, _check, document_fields
 from beast.loss_config import LOSSES, ImpactConfig, LossConfig, VmpoConfig
+from beast.memory.config import MemoryConfig
 
 __all__ = ["LOSSES", "Config", "ConfigError", "EnvConfig", "EvalConfig", "ImpactConfig",
            "LossConfig", "ModelConfig", "MonoConfig", "OptimConfig", "PolyConfig", "RunConfig",
@@ -79,6 +80,11 @@ class ModelConfig:
     use_lstm: bool = False
     """Add an LSTM core after the torso; its state is reset where episodes end and carried in
     the rollout (`core_state`), the same way in actors, learner and --eval."""
+
+    last_action_reward: bool = False
+    """Feed the LSTM core the last action (one-hot; zeros at an episode's start) and the
+    reward clipped to [-1, 1] beside the torso's features (needs --use-lstm; on with
+    --episodic-memory)."""
 
     model_factory: str | None = None
     """module:function building your own model from (observation_space, action_space,
@@ -403,7 +409,7 @@ class PolyConfig:
 
 _GROUPS = {"env": EnvConfig, "model": ModelConfig, "loss": LossConfig, "impact": ImpactConfig,
            "vmpo": VmpoConfig, "optim": OptimConfig, "run": RunConfig, "mono": MonoConfig, "eval": EvalConfig,
-           "sync": SyncConfig, "poly": PolyConfig}
+           "sync": SyncConfig, "poly": PolyConfig, "memory": MemoryConfig}
 
 
 @document_fields
@@ -443,6 +449,22 @@ class Config:
 
     poly: PolyConfig = dataclasses.field(default_factory=PolyConfig)
     """PolyBeast's runtime (PolyConfig)."""
+
+    memory: MemoryConfig = dataclasses.field(default_factory=MemoryConfig)
+    """The optional episodic memory (MemoryConfig; used with --episodic-memory)."""
+
+    def __post_init__(self) -> None:
+        recurrent = self.model.use_lstm or self.model.model_factory is not None
+        _check(recurrent or not self.model.last_action_reward,
+               "--last-action-reward feeds the LSTM core: add --use-lstm")
+        _check(recurrent or not self.memory.episodic_memory,
+               "--episodic-memory feeds its readout to the LSTM core: add --use-lstm")
+        _check(not self.memory.episodic_memory or self.eval.eval_every is None,
+               "--eval-every does not evaluate with the episodic memory yet (its evaluator "
+               "process has no banks); evaluate the run with --eval RUN_DIR")
+        _check(not self.memory.episodic_memory or self.run.device == "cpu",
+               "--episodic-memory runs with --device cpu for now (its store, buffer and "
+               "key-encoder training live on the CPU)")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -37,6 +37,7 @@ from typing import Protocol
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 
 def _f32(tensor: torch.Tensor) -> torch.Tensor:
@@ -272,3 +273,30 @@ def action_distribution(space: gym.Space) -> Categorical | DiagGaussian | MultiD
         return DiagGaussian(tuple(space.shape))
     raise ValueError(f"unsupported action space {space}: Beast acts in Discrete, "
                      "MultiDiscrete and Box spaces")
+
+
+def action_feature_size(dist: ActionDistribution) -> int:
+    """The width of `action_features` for `dist`'s actions."""
+    if isinstance(dist, Categorical):
+        return dist.num_actions
+    if isinstance(dist, MultiDiscrete):
+        return sum(dist.nvec)
+    if isinstance(dist, DiagGaussian):
+        return dist.size
+    raise ValueError(f"{dist!r} has no action features (a core input needs them)")
+
+
+def action_features(dist: ActionDistribution, actions: torch.Tensor) -> torch.Tensor:
+    """Actions [*lead, *action_shape] as float32 features [*lead, action_feature_size(dist)]:
+    one-hot for Categorical, one-hot per entry joined for MultiDiscrete, the flattened action
+    for DiagGaussian. What a recurrent core is fed as its "last action" input."""
+    if isinstance(dist, Categorical):
+        return nn.functional.one_hot(actions.long(), dist.num_actions).float()
+    if isinstance(dist, MultiDiscrete):
+        index = actions.long() - dist._offsets(actions)
+        return torch.cat([nn.functional.one_hot(index[..., i], n).float()
+                          for i, n in enumerate(dist.nvec)], dim=-1)
+    if isinstance(dist, DiagGaussian):
+        return actions.reshape(*actions.shape[: actions.dim() - len(dist.action_shape)],
+                               dist.size).float()
+    raise ValueError(f"{dist!r} has no action features (a core input needs them)")

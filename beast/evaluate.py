@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.acting import policy_step
+from beast.acting import initial_carry, policy_step
 from beast.checkpoint import BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, load_checkpoint
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
@@ -43,6 +43,8 @@ class EpisodeStats:
 
     returns: list[float]
     lengths: list[int]
+    infos: list[dict[str, object]] = dataclasses.field(default_factory=list)
+    """Per game, the `info_keys` play_episodes was asked for, as its last step reported them."""
 
     def metrics(self) -> dict[str, float]:
         return {"eval/return_mean": float(np.mean(self.returns)),
@@ -106,21 +108,23 @@ def video_env(config: Config, folder: Path | None, prefix: str) -> gym.vector.Ve
 
 @torch.inference_mode()
 def play_episodes(model: nn.Module, envs: gym.vector.VectorEnv, episodes: int, seed: int,
-                  greedy: bool = False) -> EpisodeStats:
+                  greedy: bool = False, info_keys: tuple[str, ...] = ()) -> EpisodeStats:
     """Play until `episodes` games have ended; the first `episodes` to end are kept. A
-    recurrent model's state is cleared where training clears it."""
+    recurrent model's state is cleared where training clears it. `info_keys`: the env info
+    entries to keep per game (e.g. ZipfGridworld's map and target)."""
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=seed)
     running = np.zeros(envs.num_envs)
     length = np.zeros(envs.num_envs, np.int64)
     ended = np.zeros(envs.num_envs, bool)  # o_t ended a (learning) episode
     ended_game = np.zeros(envs.num_envs, bool)
-    core_state = model.initial_state(envs.num_envs)  # carried and cleared as in the actors
+    carry = initial_carry(model, envs.num_envs)  # carried and cleared as in the actors
+    reward = np.zeros(envs.num_envs, np.float32)
     stats = EpisodeStats([], [])
     while len(stats.returns) < episodes:
-        agent, core_state = policy_step(model, torch.from_numpy(obs), core_state,
-                                        torch.from_numpy(ended), generator, version=0,
-                                        greedy=greedy)
+        agent, carry = policy_step(model, torch.from_numpy(obs), carry, torch.from_numpy(ended),
+                                   generator, version=0, greedy=greedy,
+                                   reward=torch.from_numpy(np.asarray(reward, np.float32)))
         obs, reward, terminated, truncated, info = envs.step(agent["action"].numpy())
         # next-step autoreset: the step after a game's end is its reset (reward 0, no length)
         running = np.where(ended_game, 0.0, running + reward)
@@ -129,25 +133,43 @@ def play_episodes(model: nn.Module, envs: gym.vector.VectorEnv, episodes: int, s
         ended_game = game_over(terminated, truncated, info)
         stats.returns.extend(running[ended_game].tolist())
         stats.lengths.extend(length[ended_game].tolist())
-    return EpisodeStats(stats.returns[:episodes], stats.lengths[:episodes])
+        stats.infos.extend({key: info[key][i].item() for key in info_keys}
+                           for i in np.flatnonzero(ended_game))
+    return EpisodeStats(stats.returns[:episodes], stats.lengths[:episodes],
+                        stats.infos[:episodes])
+
+
+def load_policy(run_dir: str | Path, config: Config, envs: gym.vector.VectorEnv,
+                saved: Config) -> nn.Module:
+    """The run's model with `config.eval.checkpoint`'s weights, for `envs`' spaces; with the
+    episodic memory, reading the memory that checkpoint holds, frozen."""
+    state = load_checkpoint(run_dir, CHECKPOINTS[config.eval.checkpoint])
+    model = build_configured_model(envs.single_observation_space, envs.single_action_space,
+                                   saved.model, saved.memory)
+    model.load_state_dict(state["learner"]["model"])
+    if saved.memory.episodic_memory:
+        from beast.memory.feed import frozen_reader
+
+        model.memory_reader = frozen_reader(saved.memory, model, state["learner"]["memory"])
+    return model.eval()
+
+
+def saved_config(run_dir: str | Path) -> Config:
+    return Config.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
 
 
 def evaluate(run_dir: str | Path, config: Config, seed: int = EVAL_SEED) -> EpisodeStats:
     """`--eval RUN_DIR`: play `config.eval.eval_episodes` games with the run's checkpoint
     (`config.eval.checkpoint`: latest or best), greedy or sampled as `config.eval.eval_greedy`
     says; with `config.eval.video`, one env records each game to RUN_DIR/videos."""
-    saved = Config.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    state = load_checkpoint(run_dir, CHECKPOINTS[config.eval.checkpoint])
+    saved = saved_config(run_dir)
     episodes = config.eval.eval_episodes
     if config.eval.video:
         envs = video_env(saved, Path(run_dir) / "videos", f"eval-{config.eval.checkpoint}")
     else:
         envs = eval_envs(saved, episodes)
-    model = build_configured_model(envs.single_observation_space, envs.single_action_space,
-                                   saved.model)
-    model.load_state_dict(state["learner"]["model"])
-    model.eval()
     try:
+        model = load_policy(run_dir, config, envs, saved)
         return play_episodes(model, envs, episodes, seed, config.eval.eval_greedy)
     finally:
         envs.close()

@@ -69,7 +69,7 @@ def _child(conn: Connection, config_dict: dict[str, Any], run_dir: str) -> None:
     try:
         envs = eval_envs(config, episodes)
         model = build_configured_model(envs.single_observation_space, envs.single_action_space,
-                                       config.model)
+                                       config.model, config.memory)
         model.eval()
         while (request := conn.recv()) is not None:
             env_steps, weights, record = request

@@ -77,6 +77,7 @@ _GROUP_TITLES = {
     "vmpo": "V-MPO (--loss vmpo; ignored otherwise)", "optim": "optimiser",
     "run": "run control", "mono": "MonoBeast runtime", "eval": "evaluation (--eval, --eval-every)",
     "sync": "weight synchronisation", "poly": "PolyBeast runtime",
+    "memory": "episodic memory (--episodic-memory; ignored otherwise)",
 }
 
 

@@ -5,7 +5,8 @@ version and the checkpoint state; the objective (beast.objectives) owns what the
 
 Call loop (beast.training, both runtimes)::
 
-    learner = Learner(model, objective, optim_config, total_steps=..., device="cpu")
+    learner = Learner(model, objective, optim_config, total_steps=..., device="cpu",
+                      memory=build_memory(...))          # beast.memory.feed; None: off
     while training:
         batch = source.next_batch(...)               # a Batch of [T+1, B, ...] tensors (beast.rollout)
         result = learner.step(batch.data, env_steps) # one optimiser step; version += 1
@@ -31,7 +32,8 @@ from torch import nn
 from beast.algo.timestep import AlignedTransitions, align_rollout
 from beast.batch_contract import as_tensors, check_learner_batch, learner_fields
 from beast.config import OptimConfig
-from beast.objectives.base import model_inputs
+from beast.memory.feed import MemoryTrainer
+from beast.objectives.base import run_model
 
 
 def build_optimizer(params: Any, config: OptimConfig) -> torch.optim.Optimizer:
@@ -96,7 +98,8 @@ class Learner:
     """
 
     def __init__(self, model: nn.Module, objective: nn.Module, optim: OptimConfig,
-                 total_steps: int, device: str | torch.device = "cpu") -> None:
+                 total_steps: int, device: str | torch.device = "cpu",
+                 memory: MemoryTrainer | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.objective = objective.to(self.device)
@@ -104,9 +107,13 @@ class Learner:
         self.optim_config = optim
         self.total_steps = total_steps
         # The objective's own parameters (e.g. V-MPO's duals) are optimised with the model's;
-        # its frozen target networks (requires_grad False) are not.
+        # its frozen target networks (requires_grad False) are not, nor is the episodic
+        # memory's key encoder, which the memory trains (beast.memory).
+        key_encoder = getattr(model, "memory_key", None)
+        own = {id(p) for p in key_encoder.parameters()} if key_encoder is not None else set()
         self.parameters = [p for p in (*self.model.parameters(), *self.objective.parameters())
-                           if p.requires_grad]
+                           if p.requires_grad and id(p) not in own]
+        self.memory = memory
         self.optimizer = build_optimizer(self.parameters, optim)
         self.version = 0
         self.batch_fields = learner_fields(model)  # what step() checks a batch against
@@ -136,8 +143,11 @@ class Learner:
             policy_version  [T+1, B]                           int64 (row T unused)
             core_state      [T+1, B, *model.core_state_shape]  float32; recurrent models only,
                                                                row 0 read (the replay's start)
+            last_action     [T+1, B, action features]          float32; a core that reads it
+            mem_readout     [T+1, B, readout width]            float32; with the memory
 
-        Other keys (baseline, episode_return, episode_step, model extras) are carried, unread.
+        Other keys (episode_return, episode_step, other model extras) are carried, unread;
+        the episodic memory (`memory`) also reads baseline, for its return targets.
         Checked first (beast.batch_contract.BatchError, a ValueError naming the field): each
         key above is present, has reward's [T+1, B] leading dims (T >= 1), the trailing dims
         the model declares (obs's when the model has `obs_shape`) and the schema's dtype (obs's
@@ -152,23 +162,27 @@ class Learner:
 
         A step that raises (BatchError, NonFiniteError or any other) changes nothing: version,
         weights, optimiser state (moments, learning rate) and the objective's buffers (step
-        counters, KL coefficient) are as before; the gradients are cleared.
+        counters, KL coefficient) are as before; the gradients are cleared. The episodic
+        memory's update runs after a step that succeeded (it trains only its key encoder).
         """
         batch = check_learner_batch(as_tensors(batch), self.batch_fields)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         _check_batch(batch)
         saved = _buffers(self.objective)
         try:
-            return self._apply(batch, env_steps)
+            result = self._apply(batch, env_steps)
         except BaseException:
             _restore(self.objective, saved)
             self.optimizer.zero_grad(set_to_none=True)
             raise
+        if self.memory is not None:  # after the step, which it never changes (beast.memory)
+            result.metrics.update(self.memory.after_step(batch))
+        return result
 
     def _apply(self, batch: dict[str, torch.Tensor], env_steps: int) -> StepResult:
         """The step itself. Everything that can raise runs before `optimizer.step()`, after
         which only the version changes, so a raise leaves the weights and optimiser as they were."""
-        output = self.model(*model_inputs(batch))  # recurrent: replayed from the actor's state
+        output = run_model(self.model, batch)  # recurrent: replayed from the actor's state
         result = self.objective(output, batch)
         if not torch.isfinite(result.loss):
             parts = [f"{name} = {float(value)}" for name, value in result.metrics.items()
@@ -225,11 +239,16 @@ class Learner:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "objective": self.objective.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "version": self.version}
+        state = {"model": self.model.state_dict(), "objective": self.objective.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "version": self.version}
+        if self.memory is not None:
+            state["memory"] = self.memory.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state.get("objective", {}))
         self.optimizer.load_state_dict(state["optimizer"])
         self.version = int(state["version"])
+        if self.memory is not None:
+            self.memory.load_state_dict(state["memory"])

@@ -10,7 +10,8 @@ repeats the last step of the previous unroll). Entry t holds the observation o_t
 reward / terminated / truncated of the transition that produced it (the env half, `ENV_KEYS`),
 and the agent's output at o_t (the agent half: action a_t, the policy's distribution
 parameters, the baseline, the policy version that chose it, the core state a recurrent model
-acted from, and any extra output the model declares). So the learner's transition t is
+acted from, the last action's features for a core that reads them (`last_action`), and any
+extra output the model declares, e.g. the episodic memory's `mem_readout`). So the learner's transition t is
 (o_t, a_t, reward[t+1], terminated[t+1], o_{t+1}); `beast.algo.align_rollout` is the one place
 that turns an unroll into such per-transition tensors.
 
@@ -27,6 +28,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+from beast.distributions import action_feature_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +56,14 @@ class FieldSpec:
 F32, I64 = np.dtype(np.float32), np.dtype(np.int64)
 # The env half of every entry: what the env (or the runtime's running sums) wrote.
 ENV_KEYS = ("obs", "reward", "terminated", "truncated", "episode_return", "episode_step")
-# The agent output a recurrent model carries from step to step (fed back as its input).
+# Agent outputs carried from step to step (fed back as the next step's input, recorded as
+# the value entering each step): a recurrent model's state, and the last action's features
+# for a model whose core reads them (beast.models.agent, `step_inputs`).
 CORE_STATE = "core_state"
+LAST_ACTION = "last_action"
+# The episodic memory's readout an actor's model computed (beast.memory): an extra output,
+# replayed to the learner's model as an input so that it sees what the actor saw.
+MEM_READOUT = "mem_readout"
 
 ENV_STEP_FIELDS = {
     "reward": FieldSpec((), F32),
@@ -77,6 +86,8 @@ def agent_fields(model: nn.Module) -> dict[str, FieldSpec]:
     }
     if model.core_state_shape is not None:
         fields[CORE_STATE] = FieldSpec(tuple(model.core_state_shape), F32)
+    if LAST_ACTION in getattr(model, "step_inputs", ()):
+        fields[LAST_ACTION] = FieldSpec((action_feature_size(dist),), F32)
     for name, shape in model.extra_outputs.items():
         if name in fields or name in ENV_KEYS:
             raise ValueError(f"the model's extra output {name!r} clashes with a rollout key")

@@ -49,6 +49,7 @@ from beast.envs import make_vector_env_from_config
 from beast.evaluator import EvalResult, PeriodicEvaluator
 from beast.learner import Learner, NonFiniteError
 from beast.logger import LogSchedule, RunLogger
+from beast.memory.feed import build_memory, check_memory_model
 from beast.models.factory import build_configured_model
 from beast.objectives import build_objective
 from beast.replay import ReuseBuffer
@@ -189,7 +190,9 @@ def build_env_model(config: Config) -> tuple[nn.Module, gym.Space, gym.Space]:
     probe = make_vector_env_from_config(config.env, 1)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()
-    return build_configured_model(*spaces, config.model), *spaces
+    model = build_configured_model(*spaces, config.model, config.memory)
+    check_memory_model(config.memory, model)
+    return model, *spaces
 
 
 def run_dir_for(config: Config) -> Path:
@@ -279,6 +282,11 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
             logger.message(f"[beast] {exc}")
 
     try:
+        # The episodic memory comes before the actors, which read its banks through the
+        # model's reader (their copies of the model keep it; beast.memory.banks).
+        memory = build_memory(config.memory, model, config.loss.discount, config.run.seed)
+        if memory is not None:
+            model.memory_reader = memory.reader()
         # Actors start first: their start-up overlaps the learner's (the first optimiser
         # built in a process imports torch._dynamo, over a second here).
         source = make_source(model, obs_space, action_space, stats.resumes, logger.message)
@@ -287,7 +295,7 @@ def run_training(config: Config, run_dir: Path, make_source: SourceFactory,
                                  config.impact.reuse_max_uses)
         objective = build_objective(config.loss, model, impact=config.impact, vmpo=config.vmpo)
         learner = Learner(model, objective, config.optim, config.run.total_steps,
-                          config.run.device)
+                          config.run.device, memory)
         if state is not None:
             learner.load_state_dict(state["learner"])
             set_rng_state(state["rng"])

@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from beast.acting import UnrollWorker, policy_step
+from beast.acting import UnrollWorker, initial_carry, policy_step
 from beast.config import Config, EnvConfig, RunConfig
 from beast.envs import make_vector_env
 from beast.learner import Learner
@@ -86,6 +86,7 @@ def component_bounds(seconds: float) -> dict[str, float]:
     obs = torch.zeros((k, *envs.single_observation_space.shape))
     generator = torch.Generator().manual_seed(0)
     done = torch.zeros(k, dtype=torch.bool)
+    carry = initial_carry(model, k)
     worker = UnrollWorker(envs, model, t, seed=0)
     slot = RolloutSpec.build(envs.single_observation_space, model).allocate((t + 1, k))
     batch = {key: torch.from_numpy(v) for key, v in slot.items()}
@@ -96,7 +97,7 @@ def component_bounds(seconds: float) -> dict[str, float]:
         return k
 
     def inference() -> int:
-        policy_step(model, obs, None, done, generator, 0)
+        policy_step(model, obs, carry, done, generator, 0)
         return k
 
     def unroll() -> int:

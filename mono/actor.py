@@ -20,6 +20,8 @@ import torch
 from beast.acting import UnrollWorker
 from beast.config import EnvConfig, ModelConfig
 from beast.envs import make_vector_env_from_config
+from beast.memory.banks import MemoryReader
+from beast.memory.config import MemoryConfig
 from beast.models.factory import build_configured_model
 from beast.mono.shared import (RolloutHandle, SharedRollouts, SharedWeights, SyncBoard,
                                SyncBoardHandle, WeightsHandle)
@@ -31,13 +33,16 @@ def actor_seed(base_seed: int, actor_id: int, generation: int) -> int:
 
 
 def actor_main(actor_id: int, generation: int, env_config: EnvConfig, unroll_length: int,
-               seed: int, model_config: ModelConfig, rollouts_handle: RolloutHandle,
+               seed: int, model_config: ModelConfig, memory_config: MemoryConfig,
+               memory_reader: MemoryReader | None, rollouts_handle: RolloutHandle,
                weights_handle: WeightsHandle, board_handle: SyncBoardHandle,
                free_slots: list[int], conn: Connection) -> None:
     """Process entry point: fill free slots until told to stop or the learner goes away.
 
     Weights are copied only when the learner's sync controller raised this actor's flag
     (checked at each unroll boundary); the first copy is awaited before acting at all.
+    With the episodic memory, `memory_reader` reads the learner's shared banks (the newest
+    publication, whatever the weights' version).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
     torch.set_num_threads(1)
@@ -47,7 +52,9 @@ def actor_main(actor_id: int, generation: int, env_config: EnvConfig, unroll_len
         board = SyncBoard.attach(board_handle)
         envs = make_vector_env_from_config(env_config)
         model = build_configured_model(envs.single_observation_space, envs.single_action_space,
-                                       model_config)
+                                       model_config, memory_config)
+        if memory_reader is not None:
+            model.memory_reader = memory_reader
         worker = UnrollWorker(envs, model, unroll_length, actor_seed(seed, actor_id, generation))
         free = collections.deque(free_slots)
         while not (board.flagged(actor_id) and weights.version >= 0):  # never act with our init

@@ -111,7 +111,9 @@ class ProcessSource:
             process = context.Process(
                 target=actor_main, name=f"beast-actor-{actor_id}", daemon=True,
                 args=(actor_id, generation * 1000 + restart, config.env, run.unroll_length,
-                      run.seed, config.model, self.rollouts.handle, self.weights.handle,
+                      run.seed, config.model, config.memory,
+                      getattr(model, "memory_reader", None), self.rollouts.handle,
+                      self.weights.handle,
                       board.handle, free_slots, actor_end))
             process.start()
             actor_end.close()

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from beast.acting import policy_step
+from beast.acting import carry_keys, policy_step
 from beast.config import Config
 from beast.learner import Learner
-from beast.rollout import CORE_STATE, Batch, EpisodeCounter, RolloutSpec
+from beast.rollout import Batch, EpisodeCounter, RolloutSpec
 from beast.sync import SyncDriver, controller_from_config
 from beast.training import SourceFailure
 from beast.poly._core import ActorPool, BatchingQueue, DynamicBatcher
@@ -49,6 +49,7 @@ class InferenceThread:
 
     def __init__(self, model: nn.Module, batcher: DynamicBatcher, seed: int) -> None:
         self.model = model
+        self.carry_keys = carry_keys(model)
         self.version = -1  # no learner weights yet; the first publish copies them
         self.lock = threading.Lock()  # model weights and version change together
         self.batcher = batcher
@@ -73,13 +74,12 @@ class InferenceThread:
         obs = torch.from_numpy(inputs["obs"])
         lead = obs.shape[:2]
         done = torch.from_numpy(inputs["terminated"] | inputs["truncated"]).flatten()
-        state = (torch.from_numpy(inputs[CORE_STATE]).flatten(0, 1)
-                 if CORE_STATE in inputs else None)
+        carry = {key: torch.from_numpy(inputs[key]).flatten(0, 1) for key in self.carry_keys}
+        reward = torch.from_numpy(inputs["reward"]).flatten()
         with self.lock:
-            agent, next_state = policy_step(self.model, obs.flatten(0, 1), state, done,
-                                            self.generator, self.version)
-        if next_state is not None:
-            agent[CORE_STATE] = next_state  # the pool records the state it sent, feeds this back
+            agent, next_carry = policy_step(self.model, obs.flatten(0, 1), carry, done,
+                                            self.generator, self.version, reward=reward)
+        agent.update(next_carry)  # the pool records the values it sent, feeds these back
         return {key: value.unflatten(0, lead).numpy() for key, value in agent.items()}
 
     def load(self, learner: Learner) -> None:
@@ -161,7 +161,7 @@ class PolySource:
                                   seed=run.seed * 1_000_003 + generation * 7_919_993,
                                   agent_spec=agent_spec,
                                   action_key="action",
-                                  state_keys=[CORE_STATE] if CORE_STATE in agent else [],
+                                  state_keys=carry_keys(model),
                                   connect_timeout=poly.step_timeout, auth_token=token,
                                   unreachable_timeout=poly.unreachable_timeout)
             self.pool.start()

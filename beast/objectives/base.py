@@ -13,6 +13,8 @@ from torch import nn
 from beast.algo.losses import clip_rewards
 from beast.algo.timestep import AlignedTransitions, align_rollout
 from beast.loss_config import LossConfig
+from beast.models.agent import AgentOutput
+from beast.rollout import CORE_STATE
 
 
 class ObjectiveResult(NamedTuple):
@@ -22,15 +24,18 @@ class ObjectiveResult(NamedTuple):
     """Scalar diagnostics (no grad), logged as they are named, e.g. "loss/pg"."""
 
 
-def model_inputs(batch: dict[str, torch.Tensor]
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """(obs, core_state, done) for `model(*model_inputs(batch))` on a [T+1, B] batch: how the
-    learner runs the online net and the objectives their target nets. A recurrent model
-    replays the unroll from the state its actor had at step 0; the steps' own end flags clear
-    the state where episodes end (beast.models.core)."""
+def run_model(model: nn.Module, batch: dict[str, torch.Tensor]) -> AgentOutput:
+    """The model over a [T+1, B] batch: how the learner runs the online net and the objectives
+    their target nets. A recurrent model replays the unroll from the state its actor had at
+    step 0; the steps' own end flags clear the state where episodes end (beast.models.core).
+    A model with `step_inputs` (last action, reward, the memory's readout) gets the rollout's
+    values, the ones its actor saw."""
     done = batch["terminated"] | batch["truncated"]
-    core_state = batch["core_state"][0] if "core_state" in batch else None
-    return batch["obs"], core_state, done
+    core_state = batch[CORE_STATE][0] if CORE_STATE in batch else None
+    step_inputs = getattr(model, "step_inputs", ())
+    if step_inputs:
+        return model(batch["obs"], core_state, done, {key: batch[key] for key in step_inputs})
+    return model(batch["obs"], core_state, done)
 
 
 def learner_transitions(batch: dict[str, torch.Tensor], config: LossConfig,

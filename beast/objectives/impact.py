@@ -14,10 +14,10 @@ Each call is one learner step (the learner calls it once per optimiser step):
     objective = ImpactObjective(loss_config, impact_config, model)
     learner = Learner(model, objective, optim_config, ...)   # optimises the model only
     learner.step(batch):
-        output = model(*model_inputs(batch))
+        output = run_model(model, batch)
         objective(output, batch):
             if steps % target_period == 0: target <- model      # the previous step's weights
-            pi_tgt = target(*model_inputs(batch))               # no grad, same call as above
+            pi_tgt = run_model(target, batch)                    # no grad, same call as above
             loss = impact_loss(pi_theta, pi_tgt, mu, ...)
             kl_coef <- adapt_kl_coef(kl_coef, KL)               # when the penalty is on
             steps += 1
@@ -37,7 +37,7 @@ from beast.algo.losses import _reduce
 from beast.loss_config import ImpactConfig, LossConfig
 from beast.models.agent import AgentOutput
 from beast.objectives.base import (ObjectiveResult, frozen_copy, hard_update, keep_online,
-                                   learner_transitions, model_inputs, vtrace_settings)
+                                   learner_transitions, run_model, vtrace_settings)
 
 KL_COEF_RANGE = (1e-6, 1e6)
 """The adaptive coefficient stays within this range: halving a float without a floor reaches
@@ -64,7 +64,7 @@ class ImpactObjective(nn.Module):
             hard_update(self.target, self.online)
         steps = learner_transitions(batch, cfg, output.baseline)
         with torch.no_grad():
-            target_params = steps.at_tm1(self.target(*model_inputs(batch)).policy_params)
+            target_params = steps.at_tm1(run_model(self.target, batch).policy_params)
         params = steps.at_tm1(output.policy_params)
         kl = self.dist.kl(target_params, params)
         penalised = impact.impact_kl_coef > 0

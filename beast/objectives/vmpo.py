@@ -18,10 +18,10 @@ Each call is one learner step (the learner calls it once per optimiser step):
     objective = VmpoObjective(loss_config, vmpo_config, model)
     learner = Learner(model, objective, optim_config, ...)   # optimises model + raw duals
     learner.step(batch):
-        output = model(*model_inputs(batch))
+        output = run_model(model, batch)
         objective(output, batch):
             if steps % target_period == 0: old <- model         # the previous step's weights
-            pi_old = old(*model_inputs(batch))                  # no grad, same call as above
+            pi_old = run_model(old, batch)                       # no grad, same call as above
             regions = [TrustRegion(KL(pi_old || pi), alpha, eps_alpha)]   # Gaussian: two
             loss = vmpo_loss(log pi(a), V, rewards, eta, regions)
             steps += 1
@@ -38,7 +38,7 @@ from beast.distributions import DiagGaussian
 from beast.loss_config import LossConfig, VmpoConfig
 from beast.models.agent import AgentOutput
 from beast.objectives.base import (ObjectiveResult, frozen_copy, hard_update, keep_online,
-                                   learner_transitions, model_inputs)
+                                   learner_transitions, run_model)
 
 
 class VmpoObjective(nn.Module):
@@ -79,7 +79,7 @@ class VmpoObjective(nn.Module):
             hard_update(self.old, self.online)
         steps = learner_transitions(batch, self.config, output.baseline)
         with torch.no_grad():
-            old_params = steps.at_tm1(self.old(*model_inputs(batch)).policy_params)
+            old_params = steps.at_tm1(run_model(self.old, batch).policy_params)
         params = steps.at_tm1(output.policy_params)
         regions = self.trust_regions(old_params, params)
         loss = vmpo_loss(

@@ -17,9 +17,10 @@ from beast.config import (Config, ConfigError, EnvConfig, EvalConfig, ImpactConf
                           ModelConfig, MonoConfig, OptimConfig, PolyConfig, RunConfig, SyncConfig,
                           VmpoConfig, check_mono)
 from beast.flags import build_parser, config_from_args, field_docs
+from beast.memory.config import MemoryConfig
 
 GROUPS = (EnvConfig, ModelConfig, LossConfig, ImpactConfig, VmpoConfig, OptimConfig, RunConfig,
-          MonoConfig, EvalConfig, SyncConfig, PolyConfig)
+          MonoConfig, EvalConfig, SyncConfig, PolyConfig, MemoryConfig)
 
 
 @pytest.mark.parametrize("cls", GROUPS)

@@ -29,6 +29,21 @@ K = 2
 WAIT_S = 20.0  # bound on "it reconnected" (a restarted server imports gymnasium first)
 
 
+def stop(proc) -> None:
+    """SIGSTOP `proc` and wait until every one of its threads is stopped (the signal is
+    delivered asynchronously: a request sent at once could still be answered)."""
+    proc.send_signal(signal.SIGSTOP)
+
+    def stopped() -> bool:
+        try:
+            return all((task / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+                       for task in Path(f"/proc/{proc.pid}/task").iterdir())
+        except FileNotFoundError:  # a thread ended meanwhile: look again
+            return False
+
+    assert wait_until(stopped), "the server did not stop"
+
+
 def wait_until(condition, timeout: float = WAIT_S) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -110,7 +125,7 @@ def test_a_stopped_server_is_detected_by_the_step_timeout_and_reconnected_once_i
     p = Pipeline([server.address], capacity=10_000, connect_timeout=step_timeout)
     try:
         assert wait_until(lambda: p.pool.num_unrolls >= 2)
-        server.proc.send_signal(signal.SIGSTOP)
+        stop(server.proc)
         events: list[str] = []
         # Detected by the step timeout: the loss is a TimeoutError, seen within a bound that
         # leaves only the backoff and scheduling slack beyond it.
@@ -175,7 +190,7 @@ def test_close_interrupts_a_step_blocked_on_a_stopped_server(kind):
     envs = (EnvClient(server.address, timeout=None) if kind == "EnvClient" else
             RemoteVectorEnv([server.address], timeout=None))
     envs.reset(seed=0)
-    server.proc.send_signal(signal.SIGSTOP)
+    stop(server.proc)
     errors: list[BaseException] = []
 
     def step() -> None:
@@ -203,7 +218,7 @@ def test_pool_close_interrupts_threads_blocked_on_a_stopped_server():
     p = Pipeline([server.address], capacity=10_000, connect_timeout=None)
     try:
         assert wait_until(lambda: p.pool.num_unrolls >= 1)
-        server.proc.send_signal(signal.SIGSTOP)
+        stop(server.proc)
         time.sleep(0.3)  # a step is now blocked, with no timeout
         closer = threading.Thread(target=p.pool.close)
         closer.start()
