@@ -68,8 +68,8 @@ def train(run_dir: Path, alpha: float, seed: int, steps: int, arm: str) -> tuple
                             text=True, env=child_env())
     if result.returncode != 0:
         raise RuntimeError(f"training {run_dir.name} failed:\n{result.stderr[-3000:]}")
-    done = re.search(r"done: ([\d,]+) env steps in ([\d.]+) s", result.stderr)
-    assert done, result.stderr[-2000:]
+    done = re.search(r"done: ([\d,]+) env steps in ([\d.]+) s", result.stdout + result.stderr)
+    assert done, result.stdout[-2000:]
     return int(done.group(1).replace(",", "")), float(done.group(2))
 
 

@@ -20,22 +20,12 @@ from beast.objectives import build_objective
 from beast.objectives.base import run_model
 from beast.rollout import MEM_READOUT
 from beast.training import build_env_model
+from tests.test_replay_runtimes import make_source
 
 T, K, B = 6, 4, 2
 MEMORY = MemoryConfig(episodic_memory=True, memory_capacity=16, memory_buffer_size=48,
                       memory_refresh_every=1, memory_epochs=1, memory_batch_size=16,
                       memory_samples_per_step=16, memory_insert_fraction=0.5)
-
-
-def make_source(runtime: str, config: Config, model, obs_space, action_space):
-    if runtime == "serial":
-        from beast.mono.sources import SerialSource
-        return SerialSource(config, model, obs_space, action_space, 0)
-    if runtime == "processes":
-        from beast.mono.sources import ProcessSource as source_class
-    else:
-        from beast.poly.sources import PolySource as source_class
-    return source_class(config, model, obs_space, action_space, 0, lambda message: None)
 
 
 @pytest.mark.parametrize("runtime", ["serial", "processes", "poly"])

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from beast.memory.state import load_tensor_state, tensor_state
+
 _TENSORS = ("obs", "features", "value", "return_target", "momentum", "epochs_seen", "inserted")
 
 
@@ -64,14 +66,8 @@ class FamiliarityBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors and ints (torch.load(..., weights_only=True) reads it back)."""
-        return {**{name: getattr(self, name).clone() for name in _TENSORS},
-                "size": self.size, "cursor": self.cursor}
+        return {**tensor_state(self, _TENSORS), "size": self.size, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in _TENSORS:
-            current = getattr(self, name)
-            if state[name].shape != current.shape:
-                raise ValueError(f"buffer {name} has shape {tuple(state[name].shape)} in the "
-                                 f"checkpoint, {tuple(current.shape)} here (config changed?)")
-            current.copy_(state[name])
+        load_tensor_state(self, _TENSORS, state, "buffer")
         self.size, self.cursor = int(state["size"]), int(state["cursor"])

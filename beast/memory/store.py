@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from beast.memory.state import load_tensor_state, tensor_state
+
 _TENSORS = ("key", "value", "feature", "return_target", "priority", "insert_step", "valid")
 
 
@@ -113,15 +115,10 @@ class EpisodicStore:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain tensors (torch.load(..., weights_only=True) reads it back)."""
-        return {name: getattr(self, name).clone() for name in _TENSORS}
+        return tensor_state(self, _TENSORS)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in _TENSORS:
-            current = getattr(self, name)
-            if state[name].shape != current.shape:
-                raise ValueError(f"store {name} has shape {tuple(state[name].shape)} in the "
-                                 f"checkpoint, {tuple(current.shape)} here (config changed?)")
-            current.copy_(state[name])
+        load_tensor_state(self, _TENSORS, state, "store")
 
     def _duplicate_of(self, stored: torch.Tensor, unit_key: torch.Tensor,
                       threshold: float) -> int | None:
