@@ -23,7 +23,6 @@ PENDULUM = ["--env", "Pendulum-v1", "--num-actors", "0", "--num-envs", "16",
             "--unroll-length", "16", "--reward-scale", "0.1", "--discount", "0.95",
             "--entropy-cost", "0", "--epsilon", "1e-5", "--hidden-sizes", "64", "64",
             "--seed", "0"]
-PENDULUM_BUDGET = 300_000
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
@@ -48,18 +47,18 @@ def test_cartpole_reaches_150_with_each_loss(run_dir: Path, loss: str) -> None:
     assert any(name.startswith(f"{loss}/") for name in last)  # the chosen objective ran
 
 
-@pytest.mark.parametrize("loss, learning_rate, above", [
-    ("impala", "2e-3", -1050),  # the Gaussian head learns, slowly, under plain V-trace
-    ("impact", "1e-3", -900),
-    ("vmpo", "5e-3", -900),     # V-MPO's policy moves only as far as its bounds
+@pytest.mark.parametrize("loss, learning_rate, budget, above", [
+    ("impala", "2e-3", 300_000, -1050),  # the Gaussian head learns, slowly, under plain V-trace
+    ("impact", "2e-3", 150_000, -900),
+    ("vmpo", "1e-2", 200_000, -900),     # V-MPO's policy moves only as far as its bounds
 ])
 def test_pendulum_improves_clearly_over_random_play(run_dir: Path, loss: str, learning_rate: str,
-                                                    above: float) -> None:
+                                                    budget: int, above: float) -> None:
     """Continuous control end to end (bench/continuous.py has the full curve). Random play
-    averages -1200..-1400 (mean of 100 episodes, spread ~30); measured on this recipe at 300k
-    steps: impala -946, impact -416, vmpo -556."""
+    averages -1200..-1400 (mean of 100 episodes, spread ~30); measured on this recipe (the
+    learning rate decays to 0 over the budget): impala -946, impact -735, vmpo -757."""
     log = train(run_dir, *PENDULUM, "--learning-rate", learning_rate, "--loss", loss,
-                "--total-steps", str(PENDULUM_BUDGET), timeout=300)
+                "--total-steps", str(budget), timeout=300)
     returns = [float(r["mean_return"]) for r in log if r["mean_return"]]
     assert returns[-1] > above, returns
 
