@@ -16,7 +16,7 @@ implies it), so the arms differ by the memory alone. Writes, under --out:
 and prints the table: mean ± 95% interval over seeds (t-distribution), paired wins on Rare,
 and wall time per step with the memory against the plain agent's.
 
-    python bench/memory_experiment.py [--steps 300000] [--seeds 3] [--episodes 1000]
+    python bench/memory_experiment.py [--steps 1000000] [--seeds 3] [--episodes 1000] [--alpha 1.5]
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def calibrate(out: Path, steps: int, episodes: int, start_alpha: float) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--steps", type=int, default=1_000_000)  # ~10 CPU-minutes in all
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--alpha", type=float, default=1.5)
