@@ -17,7 +17,6 @@ Each set plays the same seeded games for every run, with the policy sampled (or 
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +26,7 @@ import numpy as np
 
 from beast.config import Config
 from beast.envs import make_vector_env_from_config
+from beast.envs.make import UnknownEnvError, import_namespace
 from beast.evaluate import EVAL_SEED, load_policy, play_episodes, saved_config
 
 ENTRY_POINT = "beast.envs.zipf_gridworld:ZipfGridworld"
@@ -45,12 +45,9 @@ class Accuracy(NamedTuple):
 
 def is_zipf_gridworld(env_id: str) -> bool:
     """Whether `env_id` (a Gymnasium id, or module:id) is registered as ZipfGridworld."""
-    module, _, name = env_id.rpartition(":")
     try:
-        if module:
-            importlib.import_module(module)
-        spec = gym.registry.get(name)
-    except ImportError:
+        spec = gym.registry.get(import_namespace(env_id))  # module:id imports the module
+    except UnknownEnvError:
         return False
     if spec is None:
         return False

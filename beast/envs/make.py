@@ -103,7 +103,7 @@ def _unknown(env_id: str, name: str, known: list[str], list_command: str) -> Unk
         f"unknown environment id {env_id!r}.{hint} List valid ids with `{list_command}`.")
 
 
-def _import_namespace(env_id: str) -> str:
+def import_namespace(env_id: str) -> str:
     """Gymnasium's `module:EnvId` form imports `module` (which registers ids); return the id."""
     if ":" not in env_id:
         return env_id
@@ -148,7 +148,7 @@ def resolve_env_id(env_id: str, *, backend: str = "gymnasium") -> str:
     _check_backend(backend)
     if backend == "envpool":
         return _envpool_task(env_id)
-    name = _import_namespace(env_id)
+    name = import_namespace(env_id)
     registered = _registered_name(env_id, name)
     if registered is None:
         raise _unknown(env_id, name, list(gym.registry), "python -m beast.envs")
