@@ -24,6 +24,10 @@ from beast.flags import build_parser, config_from_args
 from beast.envs.make import check_env_config
 from beast.wandb_log import check_wandb_installed
 
+# The episodic-memory fields that size its checkpointed state (beast.memory): fixed on --resume.
+MEMORY_SHAPE = ("episodic_memory", "memory_key_size", "memory_capacity", "memory_buffer_size",
+                "memory_value")
+
 # make_source(config) -> the factory run_training calls (model, spaces, generation, log)
 SourceFactory = Callable[[Config], Callable[..., Any]]
 
@@ -57,6 +61,12 @@ def parse(prog: str, description: str, argv: list[str] | None, skip: tuple[str, 
         if resume and config.loss.loss != base.loss.loss:
             parser.error(f"--loss cannot change on --resume: {resume} was trained with --loss "
                          f"{base.loss.loss}, and its checkpoint holds that objective's state")
+        if resume:
+            changed = [f"--{name.replace('_', '-')}" for name in MEMORY_SHAPE
+                       if getattr(config.memory, name) != getattr(base.memory, name)]
+            if changed:
+                parser.error(f"{', '.join(changed)} cannot change on --resume: {resume}'s "
+                             "checkpoint holds a memory of the trained sizes")
         check_env_config(config.env)
         if config.run.wandb and not evaluate:
             check_wandb_installed()

@@ -37,6 +37,11 @@ def test_a_memory_run_checkpoints_resumes_and_evaluates_with_its_memory(tmp_path
     memory = first["memory"]
     assert memory["store"]["valid"].any() and memory["steps"] == first["version"]
     assert any(k.startswith("memory_key.") for k in first["model"])  # g travels with the model
+    refused = run_cli("beast.mono", "--resume", str(run_dir), "--memory-capacity", "64")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"beast.mono: error: --memory-capacity cannot change on --resume: {run_dir}'s "
+        "checkpoint holds a memory of the trained sizes (see --help)"]
     resumed = run_cli("beast.mono", "--resume", str(run_dir), "--total-steps", "4000")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = torch.load(run_dir / "checkpoint.pt", weights_only=True)["learner"]
