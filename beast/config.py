@@ -343,6 +343,20 @@ def _check_address(address: str) -> None:
 class PolyConfig:
     """PolyBeast's runtime: the env servers it starts or connects to."""
 
+    actors: str = "central"
+    """PolyBeast: where the policy acts. central: C++ actor threads step env servers and one
+    inference thread acts for all; remote: actor processes (python -m beast.poly.actor) step
+    their own envs with a local policy copy, send whole unrolls, and get weights only when the
+    sync controller (--sync) says so."""
+
+    actor_address: str = "127.0.0.1:0"
+    """PolyBeast with --actors remote: where the learner accepts actors (HOST:PORT; port 0: a
+    free one). A non-loopback address needs $BEAST_AUTH_TOKEN, for the learner and its actors."""
+
+    start_actors: bool = True
+    """PolyBeast with --actors remote: start --num-actors local actor processes (restarted if
+    they die); --no-start-actors waits for actors started by hand with the learner's flags."""
+
     num_servers: int = 1
     """PolyBeast: local env server processes to start (ignored with --server-addresses)."""
 
@@ -395,6 +409,8 @@ class PolyConfig:
     def __post_init__(self) -> None:
         self.server_addresses = tuple(str(a) for a in self.server_addresses)
         _check(self.num_servers >= 1, "--num-servers must be >= 1")
+        _check(self.actors in ("central", "remote"),
+               f"--actors must be central or remote, got {self.actors!r}")
         _check(not (self.ray_address and self.server_addresses),
                "--ray-address and --server-addresses are exclusive: Ray places the servers")
         _check(self.step_timeout > 0, "--step-timeout must be > 0 seconds")
@@ -465,6 +481,14 @@ class Config:
         _check(not self.memory.episodic_memory or self.run.device == "cpu",
                "--episodic-memory runs with --device cpu for now (its store, buffer and "
                "key-encoder training live on the CPU)")
+        if self.poly.actors == "remote":
+            _check(not self.memory.episodic_memory,
+                   "--episodic-memory needs the learner's banks beside the actors: use "
+                   "--actors central (remote actors have none yet)")
+            _check(self.run.num_actors >= 1, "--actors remote needs --num-actors >= 1")
+            _check(not self.poly.ray_address,
+                   "--actors remote does not place actors on Ray yet: start them by hand "
+                   "(--no-start-actors) or leave out --ray-address")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -3,6 +3,8 @@
 Same flags, run directories, logs, checkpoints and `--resume` / `--eval` as MonoBeast, plus
 --num-servers (local env server processes to start) or --server-addresses (existing ones).
 --num-actors is the number of actor connections (C++ threads), spread over the servers.
+With --actors remote, --num-actors is the number of remote actor processes instead (each with
+--num-envs envs and its own policy copy; beast.poly.remote_source), and no env server runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ def make_source(config: Config) -> Callable[..., Any]:
     torch.set_num_threads(1)
 
     def factory(model, observation_space, action_space, generation, log):
+        if config.poly.actors == "remote":
+            from beast.poly.remote_source import RemoteSource
+
+            return RemoteSource(config, model, observation_space, generation, log)
         return PolySource(config, model, observation_space, action_space, generation, log)
 
     return factory
@@ -35,7 +41,7 @@ def make_source(config: Config) -> Callable[..., Any]:
 
 def check_servers(config: Config) -> None:
     """Env servers given with --server-addresses must answer now (a one-line error if not)."""
-    if not config.poly.server_addresses:
+    if not config.poly.server_addresses or config.poly.actors == "remote":
         return
     from beast.poly._core import EnvClient
 

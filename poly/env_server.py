@@ -154,7 +154,7 @@ PARENT_PID_ENV = "BEAST_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> bool:
+def die_with_parent() -> bool:
     """SIGTERM when the launcher goes; False if it is already gone (then exit at once)."""
     parent = os.environ.pop(PARENT_PID_ENV, None)
     if parent is None:
@@ -164,7 +164,7 @@ def _die_with_parent() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if not _die_with_parent():
+    if not die_with_parent():
         return 0
     # The env flags are EnvConfig's own (beast.config), so a launcher passes its env settings
     # with `group_flags(env_config)` and a new env field needs no change here.

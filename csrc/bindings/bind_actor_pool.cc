@@ -113,15 +113,7 @@ void bind_actor_pool(py::module_& m) {
                        std::optional<double> unreachable_timeout) {
              Timeout timeout;
              if (connect_timeout) timeout = std::chrono::duration<double>(*connect_timeout);
-             AgentSpec spec;
-             for (const auto& [key_object, field] : agent_spec) {
-               const std::string key = py::cast<std::string>(key_object);
-               const auto pair = py::cast<py::tuple>(field);
-               if (pair.size() != 2) throw std::invalid_argument("ActorPool: agent_spec['" + key + "'] must be (dtype, shape)");
-               const DType dtype = from_numpy_dtype(py::dtype::from_args(py::object(pair[0])), key);
-               const auto dims = py::cast<std::vector<std::int64_t>>(pair[1]);
-               spec[key] = ArraySpec{dtype, Shape(dims.begin(), dims.end())};
-             }
+             AgentSpec spec = specs_from_dict(agent_spec, "ActorPool: agent_spec");
              return PoolHolder(new ActorPool(unroll_length, &learner_queue, &inference_batcher,
                                              std::move(env_server_addresses), seed, timeout, std::move(spec),
                                              std::move(action_key), std::move(state_keys), auth_token.value_or(""),

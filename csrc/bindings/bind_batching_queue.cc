@@ -68,11 +68,6 @@ StopIteration. Requires ``1 <= min_items <= capacity`` and
 ``max_items >= min_items`` (ValueError otherwise).
 )doc";
 
-Timeout to_timeout(std::optional<double> seconds) {
-  if (!seconds) return std::nullopt;
-  return std::chrono::duration<double>(*seconds);
-}
-
 void enqueue(BatchingQueue& queue, const py::object& item, std::optional<double> timeout) {
   Item arrays = array_map_from_dict(item);
   py::gil_scoped_release nogil;

@@ -102,11 +102,6 @@ TimeoutError (``timeout`` seconds, for the whole call, ran out; a request
 not yet taken is withdrawn, one inside a batch has its row discarded).
 )doc";
 
-Timeout to_timeout(std::optional<double> seconds) {
-  if (!seconds) return std::nullopt;
-  return std::chrono::duration<double>(*seconds);
-}
-
 py::dict compute(DynamicBatcher& batcher, const py::object& inputs, std::optional<double> timeout) {
   ArrayMap arrays = array_map_from_dict(inputs);
   ArrayMap outputs;

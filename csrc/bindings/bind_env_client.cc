@@ -42,11 +42,6 @@ slow one TimeoutError; after either the client is closed and every later
 call raises ConnectionError.
 )doc";
 
-Timeout to_timeout(std::optional<double> seconds) {
-  if (!seconds) return std::nullopt;
-  return std::chrono::duration<double>(*seconds);
-}
-
 py::tuple shape_tuple(const Shape& shape) {
   py::tuple t(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i) t[i] = py::int_(shape[i]);

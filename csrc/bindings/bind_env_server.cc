@@ -174,11 +174,6 @@ class PyEnvServer {
   std::unique_ptr<EnvServer> server_;
 };
 
-Timeout to_timeout(std::optional<double> seconds) {
-  if (!seconds) return std::nullopt;
-  return std::chrono::duration<double>(*seconds);
-}
-
 std::optional<double> seconds_of(const Timeout& timeout) {
   if (!timeout) return std::nullopt;
   return timeout->count();

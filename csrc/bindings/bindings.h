@@ -12,5 +12,6 @@ void bind_batching_queue(pybind11::module_& m);
 void bind_dynamic_batcher(pybind11::module_& m);
 void bind_env_client(pybind11::module_& m);
 void bind_env_server(pybind11::module_& m);
+void bind_remote_actors(pybind11::module_& m);
 
 }  // namespace beast

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   beast::bind_env_server(m);
   beast::bind_actor_pool(m);
   beast::bind_auth(m);
+  beast::bind_remote_actors(m);
 }

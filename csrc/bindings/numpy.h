@@ -16,11 +16,16 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <map>
 #include <memory>
+#include <optional>
+#include <stdexcept>
+#include <vector>
 #include <string>
 #include <utility>
 
 #include "core/array.h"
+#include "core/batching_queue.h"  // Timeout
 
 namespace beast {
 namespace py = pybind11;
@@ -95,6 +100,26 @@ inline ArrayMap array_map_from_dict(py::handle obj) {
     arrays.emplace(name, array_from_numpy(value, name));
   }
   return arrays;
+}
+
+// Seconds from Python (None: wait for ever) as the core's Timeout.
+inline Timeout to_timeout(std::optional<double> seconds) {
+  if (!seconds) return std::nullopt;
+  return std::chrono::duration<double>(*seconds);
+}
+
+// {key: (dtype, per-env shape)} -> ArraySpecs; `who` prefixes a bad entry's error.
+inline std::map<std::string, ArraySpec> specs_from_dict(const py::dict& specs, const std::string& who) {
+  std::map<std::string, ArraySpec> out;
+  for (const auto& [key_object, field] : specs) {
+    const std::string key = py::cast<std::string>(key_object);
+    const auto pair = py::cast<py::tuple>(field);
+    if (pair.size() != 2) throw std::invalid_argument(who + "['" + key + "'] must be (dtype, shape)");
+    const DType dtype = from_numpy_dtype(py::dtype::from_args(py::object(pair[0])), key);
+    const auto dims = py::cast<std::vector<std::int64_t>>(pair[1]);
+    out[key] = ArraySpec{dtype, Shape(dims.begin(), dims.end())};
+  }
+  return out;
 }
 
 inline py::dict array_map_to_dict(const ArrayMap& arrays) {

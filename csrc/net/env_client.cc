@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "net/auth.h"
+#include "net/handshake.h"
 
 namespace beast {
 
@@ -30,27 +30,7 @@ void EnvClient::connect() {
     socket_ = std::move(socket);
   }
   try {
-    write_frame(socket_, FrameType::kHello, {}, deadline);
-    Frame frame = read_frame(socket_, max_frame_bytes_, deadline);
-    if (frame.type == FrameType::kChallenge) {
-      const std::uint8_t* nonce = fixed_bytes(frame.arrays, "nonce", kNonceBytes, "CHALLENGE");
-      if (nonce == nullptr) throw ProtocolError("env server " + address_ + " sent a CHALLENGE without a 'nonce'");
-      ArrayMap answer;
-      if (!auth_token_.empty()) {
-        const Digest mac = auth_mac(auth_token_, nonce);
-        answer.emplace("mac", bytes_array(mac.data(), mac.size()));
-      }
-      write_frame(socket_, FrameType::kAuth, answer, deadline);
-      frame = read_frame(socket_, max_frame_bytes_, deadline);
-      if (frame.type == FrameType::kError) {
-        throw AuthError("env server " + address_ + " refused this client: " + error_message(frame.arrays) +
-                        (auth_token_.empty() ? " (this client has no token: pass auth_token or set BEAST_AUTH_TOKEN)"
-                                             : ""));
-      }
-    }
-    if (frame.type == FrameType::kError) {
-      throw RemoteError("env server " + address_ + ": " + error_message(frame.arrays));
-    }
+    const Frame frame = open_handshake(socket_, auth_token_, max_frame_bytes_, deadline, "env server " + address_);
     if (frame.type != FrameType::kSpec) {
       throw ProtocolError("env server " + address_ + " answered HELLO with " + frame_type_name(frame.type) +
                           ", expected SPEC");

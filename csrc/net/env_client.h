@@ -52,19 +52,10 @@
 #include "core/array.h"
 #include "core/batching_queue.h"  // Timeout
 #include "net/socket.h"
+#include "net/handshake.h"
 #include "net/wire.h"
 
 namespace beast {
-
-class RemoteError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-class AuthError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 class EnvClient {
  public:

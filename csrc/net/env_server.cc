@@ -1,16 +1,11 @@
 #include "net/env_server.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <utility>
 
-#include "net/auth.h"
+#include "net/handshake.h"
 
 namespace beast {
 namespace {
@@ -20,23 +15,6 @@ namespace {
 // a message (a traceback, a name a client chose) can break the line.
 void log_line(const std::string& message) {
   std::fprintf(stderr, "beast env server: %s\n", printable(message, "", true).c_str());
-}
-
-std::string seconds_text(const Timeout& timeout) {
-  if (!timeout) return "none";
-  char text[32];
-  std::snprintf(text, sizeof(text), "%g s", timeout->count());
-  return text;
-}
-
-// Runs fn(); a SocketTimeout from it is rethrown naming which bound passed.
-template <typename Fn>
-auto within(const char* what, const Timeout& timeout, Fn fn) {
-  try {
-    return fn();
-  } catch (const SocketTimeout& e) {
-    throw SocketTimeout(std::string(what) + " (" + seconds_text(timeout) + "): " + e.what());
-  }
 }
 
 // Why `request` is not a valid STEP for `spec`, or "" if it is.
@@ -140,14 +118,6 @@ std::uint64_t attr_limit(const EnvSpec& spec, std::uint64_t max_frame_bytes) {
   return std::min(max_frame_bytes, kMaxControlFrameBytes + k * kMaxValueBytes);
 }
 
-// Reads one frame that must be `type`, of at most kMaxControlFrameBytes.
-ArrayMap expect(Socket& socket, FrameType type, const Deadline& deadline, const char* expected) {
-  const FrameHeader header = read_header(socket, deadline);
-  if (header.type != type) throw ProtocolError(std::string(expected) + ", got " + frame_type_name(header.type));
-  check_frame_length(header, kMaxControlFrameBytes);
-  return read_payload(socket, header, deadline);
-}
-
 void check_timeout(const Timeout& timeout, const char* name) {
   if (timeout && !(timeout->count() > 0)) {
     throw std::invalid_argument(std::string("EnvServer: ") + name + " must be > 0 seconds (or none), got " +
@@ -177,164 +147,23 @@ EnvServer::EnvServer(const std::string& address, SessionFactory factory, EnvServ
                                 " without an auth token: it is not a loopback address, so set BEAST_AUTH_TOKEN "
                                 "(or --auth-token) on the server and its clients");
   }
-  listener_ = Listener::listen(where);
-  address_ = listener_.address().to_string();
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) throw SocketError("pipe2 failed");
-  wake_read_ = fds[0];
-  wake_write_ = fds[1];
-  accept_thread_ = std::thread([this] { accept_loop(); });
+  Listener listener = Listener::listen(where);
+  address_ = listener.address().to_string();
+  acceptor_ = std::make_unique<Acceptor>(
+      std::move(listener), AcceptorLimits{options_.max_connections, "--max-connections"},
+      [this](Socket& socket, const std::string& peer) { serve(socket, peer); }, log_line);
+  acceptor_->start();
 }
 
-EnvServer::~EnvServer() {
-  close();
-  ::close(wake_read_);
-  ::close(wake_write_);
-}
+EnvServer::~EnvServer() { close(); }
 
-std::int64_t EnvServer::num_connections() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::int64_t n = 0;
-  for (const auto& c : connections_) n += c->done ? 0 : 1;
-  return n;
-}
+std::int64_t EnvServer::num_connections() const { return acceptor_->num_connections(); }
 
-void EnvServer::wake() {
-  const char byte = 1;
-  // A full pipe (EAGAIN) already holds a wakeup; nothing is lost.
-  while (::write(wake_write_, &byte, 1) < 0 && errno == EINTR) {
-  }
-}
-
-void EnvServer::wait_for_wake(int ms) {
-  pollfd p{wake_read_, POLLIN, 0};
-  ::poll(&p, 1, ms);
-  char drain[256];
-  while (::read(wake_read_, drain, sizeof(drain)) > 0) {
-  }
-}
-
-void EnvServer::close() {
-  std::call_once(close_once_, [this] {
-    closing_ = true;
-    wake();
-    if (accept_thread_.joinable()) accept_thread_.join();
-    listener_.close();
-    std::list<std::unique_ptr<Connection>> connections;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& c : connections_) c->socket.shutdown();  // wakes each connection's blocked recv or send
-      connections.swap(connections_);
-    }
-    for (auto& c : connections) c->thread.join();
-  });
-}
-
-void EnvServer::accept_loop() {
-  bool out_of_fds = false;  // logged once per shortage, not once per retry
-  while (!closing_) {
-    reap_finished();
-    Listener::Accepted accepted;
-    try {
-      accepted = listener_.accept(wake_read_);
-    } catch (const std::exception& e) {
-      log_line(std::string("stopped accepting connections: ") + e.what());
-      return;
-    }
-    if (accepted.out_of_fds != 0) {
-      if (!out_of_fds) {
-        log_line(std::string("out of file descriptors (") + std::strerror(accepted.out_of_fds) + ") with " +
-                 std::to_string(num_connections()) +
-                 " connections open: new ones wait until some close (see --max-connections and ulimit -n)");
-      }
-      out_of_fds = true;
-      wait_for_wake(100);  // the pending connection keeps the listener readable: do not spin
-      continue;
-    }
-    if (!accepted.socket) {  // woken: closing, or a connection finished
-      wait_for_wake(0);
-      continue;
-    }
-    if (out_of_fds) log_line("file descriptors available again: accepting connections");
-    out_of_fds = false;
-    admit(std::move(*accepted.socket));
-  }
-}
-
-void EnvServer::admit(Socket socket) {
-  if (num_connections() >= options_.max_connections) {
-    if (!at_limit_) {
-      log_line("at the connection limit (" + std::to_string(options_.max_connections) +
-               ", --max-connections): refusing new connections");
-    }
-    at_limit_ = true;
-    ++refused_;
-    try {  // never blocks the accept thread: a deadline of now sends only what fits at once
-      write_frame(socket, FrameType::kError,
-                  error_arrays("the server is at its connection limit (" + std::to_string(options_.max_connections) +
-                               " connections); try again later"),
-                  Clock::now());
-    } catch (const std::exception&) {
-    }
-    return;  // the socket closes here
-  }
-  if (at_limit_) {
-    log_line("below the connection limit again; refused " + std::to_string(refused_) + " connections meanwhile");
-    at_limit_ = false;
-    refused_ = 0;
-  }
-  auto connection = std::make_unique<Connection>();
-  connection->socket = std::move(socket);
-  Connection* c = connection.get();
-  std::lock_guard<std::mutex> lock(mu_);
-  connections_.push_back(std::move(connection));
-  c->thread = std::thread([this, c] { serve(*c); });
-}
-
-void EnvServer::reap_finished() {
-  std::list<std::unique_ptr<Connection>> finished;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = connections_.begin(); it != connections_.end();) {
-      if ((*it)->done) {
-        finished.push_back(std::move(*it));
-        it = connections_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  for (auto& c : finished) c->thread.join();  // done: returns at once
-}
+void EnvServer::close() { acceptor_->close(); }
 
 bool EnvServer::handshake(Socket& socket, const std::string& peer) {
-  const Deadline deadline = deadline_after(options_.handshake_timeout, "EnvServer");
-  const auto send = [&](FrameType type, const ArrayMap& arrays) {
-    within("a handshake frame not sent within the send timeout", options_.send_timeout,
-           [&] { write_frame(socket, type, arrays, deadline_after(options_.send_timeout, "EnvServer")); });
-  };
-  const auto read = [&](FrameType type, const char* expected) {
-    return within("handshake not complete within the handshake timeout", options_.handshake_timeout,
-                  [&] { return expect(socket, type, deadline, expected); });
-  };
-  read(FrameType::kHello, "expected HELLO as the first frame");
-  if (options_.auth_token.empty()) return true;  // a loopback or unix server without a token
-  std::uint8_t nonce[kNonceBytes];
-  random_bytes(nonce, sizeof(nonce));
-  send(FrameType::kChallenge, {{"nonce", bytes_array(nonce, sizeof(nonce))}});
-  const ArrayMap auth = read(FrameType::kAuth, "expected AUTH in reply to CHALLENGE");
-  for (const auto& entry : auth) {
-    if (entry.first != "mac") throw ProtocolError("AUTH may hold only 'mac', got '" + printable(entry.first) + "'");
-  }
-  const std::uint8_t* mac = fixed_bytes(auth, "mac", kMacBytes, "AUTH");
-  const Digest want = auth_mac(options_.auth_token, nonce);
-  if (mac != nullptr && constant_time_equal(mac, want.data(), want.size())) return true;
-  const std::string why = mac == nullptr ? "the client sent no token, and this server needs one"
-                                         : "wrong auth token";
-  log_line("refused " + peer + ": authentication failed (" + why + ")");
-  send(FrameType::kError, error_arrays("authentication failed: " + why +
-                                       " (set the same BEAST_AUTH_TOKEN for the server and its clients)"));
-  return false;
+  return accept_handshake(socket, options_.auth_token, options_.handshake_timeout, options_.send_timeout, peer,
+                          log_line);
 }
 
 void EnvServer::converse(Socket& socket, const std::string& peer) {
@@ -404,37 +233,28 @@ void EnvServer::converse(Socket& socket, const std::string& peer) {
   }
 }
 
-void EnvServer::serve(Connection& c) {
-  const std::string peer = c.socket.peer_name();
+void EnvServer::serve(Socket& socket, const std::string& peer) {
   // Best effort, and never waiting (after a send timeout nothing fits anyway).
   const auto last_word = [&](const std::string& message) {
     try {
-      write_frame(c.socket, FrameType::kError, error_arrays(message), Clock::now());
+      write_frame(socket, FrameType::kError, error_arrays(message), Clock::now());
     } catch (const std::exception&) {  // the client may be gone already
     }
   };
   try {
-    converse(c.socket, peer);
+    converse(socket, peer);
   } catch (const ProtocolError& e) {
     log_line("closing connection from " + peer + ": " + e.what());
     last_word(std::string("protocol error: ") + e.what());
   } catch (const SocketTimeout& e) {
-    if (!closing_) log_line("closing connection from " + peer + ": " + e.what());
+    if (!acceptor_->closing()) log_line("closing connection from " + peer + ": " + e.what());
     last_word(std::string("closing the connection: ") + e.what());
   } catch (const ConnectionClosed& e) {
-    if (!e.at_boundary() && !closing_) log_line("connection from " + peer + " lost: " + e.what());
+    if (!e.at_boundary() && !acceptor_->closing()) log_line("connection from " + peer + " lost: " + e.what());
   } catch (const std::exception& e) {
-    if (!closing_) log_line("closing connection from " + peer + ": " + e.what());
+    if (!acceptor_->closing()) log_line("closing connection from " + peer + ": " + e.what());
   }
-  c.socket.shutdown_and_drain(Clock::now() + std::chrono::seconds(1));  // so the last ERROR is read, not reset
-  {
-    // The fd goes back now, not when the accept thread next runs; under mu_
-    // so close() never shuts down a number the kernel has reused.
-    std::lock_guard<std::mutex> lock(mu_);
-    c.socket.close();
-    c.done = true;
-  }
-  wake();  // the accept thread joins this thread
+  socket.shutdown_and_drain(Clock::now() + std::chrono::seconds(1));  // so the last ERROR is read, not reset
 }
 
 }  // namespace beast

@@ -52,6 +52,7 @@
 
 #include "core/array.h"
 #include "core/batching_queue.h"  // Timeout
+#include "net/acceptor.h"
 #include "net/socket.h"
 #include "net/wire.h"
 
@@ -113,43 +114,17 @@ class EnvServer {
   void close();
 
  private:
-  struct Connection {
-    Socket socket;
-    std::thread thread;
-    std::atomic<bool> done{false};
-  };
-
-  // Accept thread only: accept_loop, admit, reap_finished, wait_for_wake.
-  void accept_loop();
-  // Serves the connection on its own thread, or refuses it at the limit.
-  void admit(Socket socket);
-  // Joins and drops finished connections.
-  void reap_finished();
-  // Waits up to `ms` for the wake pipe, then empties it.
-  void wait_for_wake(int ms);
   // Connection threads: serve() runs converse() (handshake, session,
-  // requests), reports how it ended and releases the fd; handshake() is
-  // false when the client failed to authenticate and was told so.
-  void serve(Connection& connection);
+  // requests) and reports how it ended; handshake() is false when the client
+  // failed to authenticate and was told so.
+  void serve(Socket& socket, const std::string& peer);
   void converse(Socket& socket, const std::string& peer);
   bool handshake(Socket& socket, const std::string& peer);
-  // Any thread: makes the accept thread look at closing_ and finished connections.
-  void wake();
 
   const SessionFactory factory_;
   const EnvServerOptions options_;
-  Listener listener_;
   std::string address_;
-  int wake_read_ = -1;   // self-pipe (non-blocking): close() and finished
-  int wake_write_ = -1;  // connections write, the accept thread polls
-  bool at_limit_ = false;     // accept thread only: refusing at max_connections
-  std::int64_t refused_ = 0;  // accept thread only: refused since at_limit_ began
-
-  mutable std::mutex mu_;  // guards connections_ (the list, not what its threads do)
-  std::list<std::unique_ptr<Connection>> connections_;
-  std::atomic<bool> closing_{false};
-  std::once_flag close_once_;
-  std::thread accept_thread_;
+  std::unique_ptr<Acceptor> acceptor_;
 };
 
 }  // namespace beast

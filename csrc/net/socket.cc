@@ -247,6 +247,10 @@ ssize_t Socket::recv_some(void* data, std::size_t size, const Deadline& deadline
   return n;
 }
 
+bool Socket::readable(const Deadline& deadline) {
+  return buffer_end_ > buffer_begin_ || wait_for(fd_, POLLIN, deadline);
+}
+
 void Socket::recv_all(void* data, std::size_t size, const Deadline& deadline, const char* what) {
   auto* p = static_cast<char*>(data);
   std::size_t got = std::min(size, buffer_end_ - buffer_begin_);  // read ahead last time

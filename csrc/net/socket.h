@@ -115,6 +115,10 @@ class Socket {
   // ahead stay there for the next recv_all, so nothing is lost.
   void recv_all(void* data, std::size_t size, const Deadline& deadline, const char* what);
 
+  // Whether something can be read now (bytes read ahead, bytes on the
+  // socket, or EOF), waiting until `deadline` for it; consumes nothing.
+  bool readable(const Deadline& deadline);
+
   // Wakes any thread blocked on this socket (its recv sees EOF) without
   // releasing the fd, so the owner still closes it exactly once.
   void shutdown();

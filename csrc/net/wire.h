@@ -65,6 +65,16 @@
 //                    value/<i>:<kind>  (set: env i's value, i < K)
 //  11 ATTR_RESULT  server -> client, the reply to ATTR:
 //                    result/<i>:<kind> for each env i < K (get, call)
+//  12 ACTOR_SPEC   learner -> remote actor, the reply to HELLO (or AUTH):
+//                    actor_id int64[], num_envs int64[] (K),
+//                    unroll_length int64[] (T), weights_size int64[] (n)
+//  13 UNROLL       remote actor -> learner: one unroll, each array of the
+//                  rollout schema as [T+1, K, ...] (net/actor_server.h)
+//  14 WEIGHTS      learner -> remote actor: version int64[],
+//                  weights float32[n] (the policy's parameters, flattened)
+//   Frames 12-14 belong to the actor protocol (net/actor_server.h): HELLO
+//   [-> CHALLENGE -> AUTH] -> ACTOR_SPEC, then UNROLLs one way and WEIGHTS
+//   the other, each side sending when it has something, then CLOSE or EOF.
 //   STEP_RESULT may also hold info/<path> arrays [K, ...]: the vector env's
 //   numeric info entries (a nested dict's path joined by '/'; Gymnasium's
 //   '_<key>' masks travel as entries of their own).
@@ -154,6 +164,9 @@ enum class FrameType : std::uint32_t {
   kAuth = 9,
   kAttr = 10,
   kAttrResult = 11,
+  kActorSpec = 12,
+  kUnroll = 13,
+  kWeights = 14,
 };
 
 const char* frame_type_name(FrameType type);
