@@ -328,14 +328,14 @@ class SyncConfig:
                "--aps-target-rate must be > 0")
 
 
-def _check_address(address: str) -> None:
-    """HOST:PORT with a port in 1..65535, or unix:/path."""
+def _check_address(address: str, flag: str = "--server-addresses", lowest_port: int = 1) -> None:
+    """HOST:PORT with a port in 1..65535 (or from `lowest_port`), or unix:/path."""
     if address.startswith("unix:"):
-        _check(len(address) > 5, f"--server-addresses: {address!r} names no socket path")
+        _check(len(address) > 5, f"{flag}: {address!r} names no socket path")
         return
     host, _, port = address.rpartition(":")
-    _check(bool(host) and port.isdigit() and 1 <= int(port) <= 65535,
-           f"--server-addresses: {address!r} is not HOST:PORT (port 1-65535) or unix:/path")
+    _check(bool(host) and port.isdigit() and lowest_port <= int(port) <= 65535,
+           f"{flag}: {address!r} is not HOST:PORT (port {lowest_port}-65535) or unix:/path")
 
 
 @document_fields
@@ -411,6 +411,9 @@ class PolyConfig:
         _check(self.num_servers >= 1, "--num-servers must be >= 1")
         _check(self.actors in ("central", "remote"),
                f"--actors must be central or remote, got {self.actors!r}")
+        _check(not self.actor_address.startswith("unix:"),
+               "--actor-address must be HOST:PORT (remote actors connect over TCP)")
+        _check_address(self.actor_address, "--actor-address", lowest_port=0)
         _check(not (self.ray_address and self.server_addresses),
                "--ray-address and --server-addresses are exclusive: Ray places the servers")
         _check(self.step_timeout > 0, "--step-timeout must be > 0 seconds")

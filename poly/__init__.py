@@ -1,11 +1,12 @@
-"""The poly runtime: Beast's C++ core (queues, batchers, actor pool) behind pybind11.
+"""The poly runtime: Beast's C++ core (queues, batchers, actor pool, env and actor servers) behind pybind11.
 
 The C++ lives in `csrc/` and is built into the extension `beast.poly._core` by
 `pip install -e .`; this module loads it and lists the public surface.
 """
 
 try:
-    from beast.poly._core import ActorPool, Batch, BatchingQueue, DynamicBatcher, EnvClient, EnvServer
+    from beast.poly._core import (ActorClient, ActorPool, ActorServer, Batch, BatchingQueue,
+                                  DynamicBatcher, EnvClient, EnvServer)
 except ImportError as e:  # pragma: no cover - depends on how the package was built
     raise ImportError(
         "beast.poly needs the compiled extension beast.poly._core, which failed to import "
@@ -14,4 +15,4 @@ except ImportError as e:  # pragma: no cover - depends on how the package was bu
         "beast.mono works without it."
     ) from e
 
-__all__ = ["ActorPool", "Batch", "BatchingQueue", "DynamicBatcher", "EnvClient", "EnvServer"]
+__all__ = ["ActorClient", "ActorPool", "ActorServer", "Batch", "BatchingQueue", "DynamicBatcher", "EnvClient", "EnvServer"]

@@ -40,8 +40,12 @@ def make_source(config: Config) -> Callable[..., Any]:
 
 
 def check_servers(config: Config) -> None:
-    """Env servers given with --server-addresses must answer now (a one-line error if not)."""
-    if not config.poly.server_addresses or config.poly.actors == "remote":
+    """Env servers given with --server-addresses must answer now, and with --actors remote the
+    learner's address must be one it can accept actors on (a one-line error if not)."""
+    if config.poly.actors == "remote":
+        check_actor_address(config.poly.actor_address)
+        return
+    if not config.poly.server_addresses:
         return
     from beast.poly._core import EnvClient
 
@@ -51,6 +55,24 @@ def check_servers(config: Config) -> None:
         except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
             reason = " ".join(str(exc).split())
             raise ValueError(f"cannot reach env server {address}: {reason}") from exc
+
+
+def check_actor_address(address: str) -> None:
+    """Bind `address` once, as the run will (a taken port, an unknown host, a non-loopback
+    address without $BEAST_AUTH_TOKEN), before anything starts."""
+    import os
+
+    import numpy as np
+
+    from beast.poly._core import ActorServer, BatchingQueue
+    from beast.poly.env_server import AUTH_TOKEN_ENV
+
+    try:
+        ActorServer(address, {"probe": (np.float32, [])}, 1, 1, 1, max_actors=1,
+                    queue=BatchingQueue(1), auth_token=os.environ.get(AUTH_TOKEN_ENV)).close()
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ValueError(f"cannot accept remote actors on {address}: {reason}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,9 +56,13 @@ class RemoteSource:
                                    stack=False)
         schema = {k: (f.dtype, list(f.shape))
                   for k, f in RolloutSpec.build(observation_space, model).fields.items()}
-        self.server = ActorServer(config.poly.actor_address, schema, run.unroll_length,
-                                  self.num_envs, weights_size(model), max_actors=self.num_actors,
-                                  queue=self.queue, auth_token=os.environ.get(AUTH_TOKEN_ENV))
+        try:
+            self.server = ActorServer(config.poly.actor_address, schema, run.unroll_length,
+                                      self.num_envs, weights_size(model),
+                                      max_actors=self.num_actors, queue=self.queue,
+                                      auth_token=os.environ.get(AUTH_TOKEN_ENV))
+        except (OSError, ValueError) as exc:  # the port was taken since the launcher's check
+            raise SourceFailure(f"cannot accept remote actors: {exc}") from None
         self.counter = EpisodeCounter()
         self.sent_version = [-1] * self.num_actors
         self.absent = set(range(self.num_actors))  # ids no actor holds now: never flagged
