@@ -92,15 +92,7 @@ Call loop::
     batcher.close(); pool.close(); queue.close()
 )doc";
 
-// Python drops the pool with the GIL held; joining threads that wait on a
-// Python inference thread must not hold it.
-struct ReleaseGilDelete {
-  void operator()(ActorPool* pool) const {
-    py::gil_scoped_release nogil;
-    delete pool;
-  }
-};
-using PoolHolder = std::unique_ptr<ActorPool, ReleaseGilDelete>;
+using PoolHolder = std::unique_ptr<ActorPool, ReleaseGilDelete<ActorPool>>;
 
 }  // namespace
 

@@ -57,13 +57,7 @@ checked ``(version, float32 [n])`` that arrived, or None; a bad WEIGHTS frame
         newest = client.poll_weights(0.0)               # whatever came meanwhile
 )doc";
 
-struct ReleaseGilDelete {
-  void operator()(ActorServer* server) const {
-    py::gil_scoped_release nogil;
-    delete server;
-  }
-};
-using ServerHolder = std::unique_ptr<ActorServer, ReleaseGilDelete>;
+using ServerHolder = std::unique_ptr<ActorServer, ReleaseGilDelete<ActorServer>>;
 
 }  // namespace
 

@@ -6,6 +6,16 @@
 
 namespace beast {
 
+// A holder's deleter for objects whose destructor joins threads that may wait on Python (an
+// inference thread): Python drops them with the GIL held, and the join must not hold it.
+template <typename T>
+struct ReleaseGilDelete {
+  void operator()(T* object) const {
+    pybind11::gil_scoped_release nogil;
+    delete object;
+  }
+};
+
 void bind_actor_pool(pybind11::module_& m);
 void bind_auth(pybind11::module_& m);
 void bind_batching_queue(pybind11::module_& m);

@@ -97,9 +97,7 @@ def test_killed_local_env_server_is_restarted_and_training_goes_on(run_dir: Path
         run.wait_for_line("came back as")
         run.wait_for_line("reconnected to")
         run.wait_for_steps_past(run_dir, run.steps(run_dir))
-        assert run.process.poll() is None
-        os.killpg(run.process.pid, signal.SIGINT)
-        code = run.process.wait(timeout=30)
+        code = run.interrupt()
     finally:
         run.kill()
     assert code == 128 + signal.SIGINT, run.stderr()

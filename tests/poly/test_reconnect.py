@@ -260,6 +260,12 @@ class LiveRun:
         assert wait_until(lambda: self.steps(run_dir) > steps, 60.0), (
             f"env_steps stayed at {steps}:\n{self.stderr()[-3000:]}")
 
+    def interrupt(self) -> int:
+        """Ctrl-C to a run that must still be going; its exit code."""
+        assert self.process.poll() is None, self.stderr()[-3000:]
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=30)
+
     def kill(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -308,9 +308,7 @@ def test_killing_a_remote_actor_mid_run_leaves_training_running(run_dir: Path) -
         assert wait_for(lambda: float(final_row(run_dir)["actor_restarts"]) >= 1, 60), \
             run.stderr()[-3000:]
         run.wait_for_steps_past(run_dir, run.steps(run_dir))
-        assert run.process.poll() is None
-        os.killpg(run.process.pid, signal.SIGINT)
-        code = run.process.wait(timeout=30)
+        code = run.interrupt()
     finally:
         run.kill()
     assert code == 128 + signal.SIGINT, run.stderr()[-3000:]
