@@ -286,10 +286,13 @@ def test_weights_reach_remote_actors_only_when_the_controller_flags_them(
     versions = int(float(row["version"]))
     expected = 1 + versions // every  # the initial weights, then one every `every` versions
     assert float(row["aps/syncs_total"]) == expected
+    # The server wrote or replaced each one; the last may still be in its writer thread when
+    # the final row is taken, as may the bytes of the one being written.
     written, replaced = float(row["remote/weight_messages"]), float(row["remote/weights_replaced"])
-    assert written + replaced == expected and written >= 1
+    assert expected - 1 <= written + replaced <= expected and written >= 1
     _, model = build(EnvConfig(env="CartPole-v1"), ModelConfig(hidden_sizes=(16,)), 0)  # FAST's
-    assert float(row["aps/bytes_synced"]) == written * weights_frame_bytes(weights_size(model))
+    frames, rest = divmod(float(row["aps/bytes_synced"]), weights_frame_bytes(weights_size(model)))
+    assert rest == 0 and written <= frames <= written + 1
     assert float(row["aps/bytes_synced"]) == float(row["remote/bytes_actor0"]) > 0
 
 
