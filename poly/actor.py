@@ -33,6 +33,7 @@ import os
 import signal
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -109,7 +110,7 @@ class RemoteActor:
 
 
 def run(actor: RemoteActor, learner: str, timeout: float, reconnect_timeout: float,
-        token: str | None, log=print) -> None:
+        token: str | None, log: Callable[[str], None] = print) -> None:
     """Sessions with the learner until it is unreachable for `reconnect_timeout` seconds
     (then returns) or a fatal error (FatalActorError)."""
     lost_since = time.monotonic()
