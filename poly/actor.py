@@ -82,7 +82,11 @@ class RemoteActor:
         try:
             return ActorClient(learner, self.envs.num_envs, self.unroll_length, self.size,
                                timeout=timeout, auth_token=token)
-        except (ValueError, PermissionError, RuntimeError) as exc:  # other flags, token, refused
+        except RuntimeError as exc:
+            if "already has its" in str(exc):  # our lost session may not be freed yet: retry
+                raise ConnectionError(str(exc)) from None
+            raise FatalActorError(str(exc)) from None
+        except (ValueError, PermissionError) as exc:  # other flags, a refused token
             raise FatalActorError(str(exc)) from None
 
     def session(self, client: ActorClient) -> None:

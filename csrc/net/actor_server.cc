@@ -263,7 +263,9 @@ void ActorServer::converse(Socket& socket, const std::string& peer, std::int64_t
       Item item = check_unroll(frame.arrays, actor_id);
       for (;;) {  // wait for room, but notice close() within 0.1 s
         try {
-          queue_->enqueue(std::move(item), std::chrono::duration<double>(0.1));
+          // A copy per try (it shares the arrays' buffers): a timed-out enqueue has taken
+          // the Item it was given.
+          queue_->enqueue(item, std::chrono::duration<double>(0.1));
           break;
         } catch (const QueueTimeout&) {
           if (acceptor_->closing()) throw QueueClosed("the server is closing");
@@ -301,8 +303,8 @@ void ActorServer::serve(Socket& socket, const std::string& peer) {
   } catch (const std::exception& e) {
     if (!acceptor_->closing()) event(who() + " lost: " + e.what());
   }
+  if (actor_id >= 0) free_slot(actor_id);  // now: the actor may already be reconnecting
   socket.shutdown_and_drain(Clock::now() + std::chrono::seconds(1));
-  if (actor_id >= 0) free_slot(actor_id);
 }
 
 }  // namespace beast

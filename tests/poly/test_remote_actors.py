@@ -316,3 +316,32 @@ def test_killing_a_remote_actor_mid_run_leaves_training_running(run_dir: Path) -
         run.kill()
     assert code == 128 + signal.SIGINT, run.stderr()[-3000:]
     assert float(final_row(run_dir)["remote/connected"]) == 2
+
+
+def test_unrolls_wait_in_a_full_queue_without_loss() -> None:
+    """Regression: a timed-out enqueue took the unroll it was given, so the retry once sent an
+    empty item and the actor's connection was dropped whenever the learner fell behind."""
+    env, model_config = CASES["feed-forward, categorical"]
+    envs, model = build(env, model_config, init_seed=0)
+    spec = RolloutSpec.build(envs.single_observation_space, model)
+    schema = {k: (f.dtype, list(f.shape)) for k, f in spec.fields.items()}
+    queue = BatchingQueue(1, batch_dim=1, stack=False)
+    server = ActorServer("127.0.0.1:0", schema, T, K, weights_size(model), max_actors=1,
+                         queue=queue)
+    try:
+        client = ActorClient(server.address, K, T, weights_size(model))
+        sent = []
+        for i in range(3):
+            unroll = spec.allocate((T + 1, K))
+            unroll["reward"][:] = i
+            client.send_unroll(unroll)
+            sent.append(unroll)
+        assert wait_for(lambda: len(queue) == 1, timeout=10)
+        threading.Event().wait(0.5)  # several 0.1 s enqueue timeouts for the second unroll
+        for unroll in sent:
+            got = queue.dequeue(1, 1, 10.0)
+            np.testing.assert_array_equal(got["reward"], unroll["reward"])
+        assert server.num_connected == 1, server.drain_events()
+        assert not any("lost" in line or "error" in line for line in server.drain_events())
+    finally:
+        server.close()
