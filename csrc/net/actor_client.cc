@@ -47,6 +47,10 @@ ActorClient::ActorClient(const std::string& address, Timeout timeout, const std:
   check("num_envs", num_envs_, "envs per actor (--num-envs)");
   check("unroll_length", unroll_length_, "steps per unroll (--unroll-length)");
   check("weights_size", weights_size_, "policy parameters (the model flags)");
+  max_in_flight_ = scalar_value(frame.arrays, "max_in_flight", "ACTOR_SPEC");
+  if (max_in_flight_ < 1 || max_in_flight_ > 1024) {
+    throw ProtocolError("ACTOR_SPEC frame: max_in_flight must be 1..1024, got " + std::to_string(max_in_flight_));
+  }
 }
 
 ActorClient::~ActorClient() { close(); }
@@ -62,18 +66,35 @@ void ActorClient::close() {
 
 void ActorClient::send_unroll(const ArrayMap& unroll) {
   if (!socket_.is_open()) throw ConnectionClosed("ActorClient(" + address_ + ") is closed", true);
+  while (in_flight_ >= max_in_flight_) read_one(std::nullopt);  // a slow learner holds us back
   write_frame(socket_, FrameType::kUnroll, unroll, deadline_after(timeout_, "ActorClient"));
+  ++in_flight_;
 }
 
-std::pair<std::int64_t, Array> ActorClient::read_weights(const Deadline& deadline) {
+void ActorClient::read_one(const Deadline& deadline) {
   const FrameHeader header = read_header(socket_, deadline);
   if (header.type == FrameType::kError) {
     check_frame_length(header, kMaxControlFrameBytes);
     throw RemoteError("learner " + address_ + ": " + error_message(read_payload(socket_, header, deadline)));
   }
-  if (header.type != FrameType::kWeights) {
-    throw ProtocolError(std::string("expected WEIGHTS from the learner, got ") + frame_type_name(header.type));
+  if (header.type == FrameType::kUnrollAck) {
+    check_frame_length(header, kMaxControlFrameBytes);
+    const std::int64_t count = scalar_value(read_payload(socket_, header, deadline), "count", "UNROLL_ACK");
+    if (count < 1 || count > in_flight_) {
+      throw ProtocolError("UNROLL_ACK acks " + std::to_string(count) + " unrolls, " + std::to_string(in_flight_) +
+                          " are in flight");
+    }
+    in_flight_ -= count;
+    return;
   }
+  if (header.type != FrameType::kWeights) {
+    throw ProtocolError(std::string("expected WEIGHTS or UNROLL_ACK from the learner, got ") +
+                        frame_type_name(header.type));
+  }
+  read_weights(header, deadline);
+}
+
+void ActorClient::read_weights(const FrameHeader& header, const Deadline& deadline) {
   const std::uint64_t limit = 4 * static_cast<std::uint64_t>(weights_size_) + kMaxControlFrameBytes;
   if (header.length > limit) {
     throw ProtocolError("refused a WEIGHTS frame of " + std::to_string(header.length) +
@@ -97,19 +118,19 @@ std::pair<std::int64_t, Array> ActorClient::read_weights(const Deadline& deadlin
                         " is not newer than the version this actor holds (" + std::to_string(version_) + ")");
   }
   version_ = v;
-  return {v, std::move(weights->second)};
+  newest_.emplace(v, std::move(weights->second));
 }
 
 std::optional<std::pair<std::int64_t, Array>> ActorClient::poll_weights(const Deadline& deadline) {
   if (!socket_.is_open()) throw ConnectionClosed("ActorClient(" + address_ + ") is closed", true);
-  std::optional<std::pair<std::int64_t, Array>> newest;
-  Deadline wait = deadline;
-  // A frame that has begun arriving is read whole, within the client's timeout.
+  Deadline wait = newest_ ? Deadline(Clock::now()) : deadline;
+  // A frame that has begun arriving is read whole, within the client's timeout; once weights
+  // came, only what is already there.
   while (socket_.readable(wait)) {
-    newest = read_weights(deadline_after(timeout_, "ActorClient"));
-    wait = Clock::now();  // after the first: only what is already there
+    read_one(deadline_after(timeout_, "ActorClient"));
+    if (newest_) wait = Clock::now();
   }
-  return newest;
+  return std::exchange(newest_, std::nullopt);
 }
 
 }  // namespace beast

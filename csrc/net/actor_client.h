@@ -54,6 +54,8 @@ class ActorClient {
   std::int64_t version() const { return version_; }
   std::int64_t bytes_received() const { return bytes_received_; }
 
+  // Waits (reading the learner's frames) while max_in_flight unrolls are
+  // unacked, then sends this one.
   void send_unroll(const ArrayMap& unroll);
   // Reads every WEIGHTS frame that has arrived, waiting until `deadline` for
   // the first, and returns the newest (version, float32 [n]); nullopt if none came.
@@ -62,7 +64,10 @@ class ActorClient {
   void close();
 
  private:
-  std::pair<std::int64_t, Array> read_weights(const Deadline& deadline);
+  // Reads one frame from the learner: UNROLL_ACK lowers in_flight_, a checked
+  // WEIGHTS becomes newest_; anything else throws.
+  void read_one(const Deadline& deadline);
+  void read_weights(const FrameHeader& header, const Deadline& deadline);
 
   const std::string address_;
   const Timeout timeout_;
@@ -73,6 +78,9 @@ class ActorClient {
   std::int64_t actor_id_ = -1;
   std::int64_t version_ = -1;
   std::int64_t bytes_received_ = 0;
+  std::int64_t max_in_flight_ = 1;
+  std::int64_t in_flight_ = 0;  // unrolls sent and not yet acked
+  std::optional<std::pair<std::int64_t, Array>> newest_;  // read, not yet returned
 };
 
 }  // namespace beast

@@ -159,14 +159,29 @@ bool ActorServer::send_weights(std::int64_t actor_id, std::int64_t version, std:
 
 void ActorServer::write_weights(Socket& socket, Outbox& outbox, std::int64_t actor_id, const std::string& who) {
   for (;;) {
-    std::pair<std::int64_t, std::shared_ptr<const Array>> message;
+    std::optional<std::pair<std::int64_t, std::shared_ptr<const Array>>> pending;
+    std::int64_t acks = 0;
     {
       std::unique_lock<std::mutex> lock(outbox.mu);
-      outbox.cv.wait(lock, [&] { return outbox.stop || outbox.pending.has_value(); });
+      outbox.cv.wait(lock, [&] { return outbox.stop || outbox.pending.has_value() || outbox.acks > 0; });
       if (outbox.stop) return;
-      message = std::move(*outbox.pending);
-      outbox.pending.reset();
+      pending = std::exchange(outbox.pending, std::nullopt);
+      acks = std::exchange(outbox.acks, 0);
     }
+    try {
+      if (acks > 0) {
+        within("an ack not sent within the send timeout", options_.send_timeout, [&] {
+          write_frame(socket, FrameType::kUnrollAck, {{"count", scalar_int64(acks)}},
+                      deadline_after(options_.send_timeout, "ActorServer"));
+        });
+      }
+    } catch (const std::exception& e) {
+      if (!acceptor_->closing()) event(who + ": " + e.what() + "; closing it");
+      socket.shutdown();
+      return;
+    }
+    if (!pending) continue;
+    auto message = std::move(*pending);
     // The frame's encoder reads the shared blob in place.
     const Array& blob = *message.second;
     const Array weights(blob.dtype(), blob.shape(), std::shared_ptr<void>(message.second, blob.data()), blob.data());
@@ -234,7 +249,8 @@ void ActorServer::converse(Socket& socket, const std::string& peer, std::int64_t
   send(FrameType::kActorSpec, {{"actor_id", scalar_int64(actor_id)},
                                {"num_envs", scalar_int64(num_envs_)},
                                {"unroll_length", scalar_int64(unroll_length_)},
-                               {"weights_size", scalar_int64(weights_size_)}});
+                               {"weights_size", scalar_int64(weights_size_)},
+                               {"max_in_flight", scalar_int64(kMaxInFlight)}});
   event(who + " joined");
   std::thread writer([&] { write_weights(socket, *outbox, actor_id, who); });
   const auto stop_writer = [&] {
@@ -266,6 +282,11 @@ void ActorServer::converse(Socket& socket, const std::string& peer, std::int64_t
           // A copy per try (it shares the arrays' buffers): a timed-out enqueue has taken
           // the Item it was given.
           queue_->enqueue(item, std::chrono::duration<double>(0.1));
+          {
+            std::lock_guard<std::mutex> lock(outbox->mu);
+            ++outbox->acks;
+          }
+          outbox->cv.notify_one();
           break;
         } catch (const QueueTimeout&) {
           if (acceptor_->closing()) throw QueueClosed("the server is closing");

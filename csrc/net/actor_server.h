@@ -15,6 +15,8 @@
 //                                          (batch_dim 1, stack false)
 //   send_weights(id, version, blob)     -> WEIGHTS {version, weights} to that
 //                                          actor, from its own writer thread
+//                                       -> UNROLL_ACK {count} once queued (the
+//                                          actor keeps at most kMaxInFlight unacked)
 //   actor CLOSE / EOF                   -> the id is free again
 // A malformed frame, an unroll off the schema, or any frame other than UNROLL
 // and CLOSE after the handshake closes that connection only, with an ERROR
@@ -28,6 +30,7 @@
 // returns; a message not yet written when the next one comes is replaced by
 // it, so an actor behind a slow link receives the newest weights, never a
 // backlog. bytes_sent() counts whole WEIGHTS frames written, header included.
+// UNROLL_ACKs go out from the same writer thread (one socket writer).
 //
 // Threads: one accept thread; per connection a reader (handshake, unrolls)
 // and a writer (weights). Every public method may be called from any thread;
@@ -55,6 +58,10 @@ namespace beast {
 
 // The per-env shape and dtype of each rollout key (no [T+1, K] in front).
 using RolloutSchema = std::map<std::string, ArraySpec>;
+
+// Unrolls an actor may have sent and not yet seen acked (ACTOR_SPEC's
+// max_in_flight): one queued while it fills the next, one crossing the network.
+constexpr std::int64_t kMaxInFlight = 2;
 
 // The key the server adds to each unroll: which actor sent it.
 constexpr const char* kActorIdKey = "actor_id";
@@ -109,6 +116,7 @@ class ActorServer {
     std::mutex mu;
     std::condition_variable cv;
     std::optional<std::pair<std::int64_t, std::shared_ptr<const Array>>> pending;
+    std::int64_t acks = 0;  // unrolls queued and not yet acked
     bool stop = false;
   };
   void serve(Socket& socket, const std::string& peer);

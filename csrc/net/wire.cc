@@ -86,6 +86,7 @@ const char* frame_type_name(FrameType type) {
     case FrameType::kActorSpec: return "ACTOR_SPEC";
     case FrameType::kUnroll: return "UNROLL";
     case FrameType::kWeights: return "WEIGHTS";
+    case FrameType::kUnrollAck: return "UNROLL_ACK";
   }
   return "UNKNOWN";
 }
@@ -170,7 +171,7 @@ FrameHeader decode_header(const std::uint8_t* header) {
                         std::to_string(kWireVersion) + ")");
   }
   const auto type = get<std::uint32_t>(header + 8);
-  constexpr auto kLast = static_cast<std::uint32_t>(FrameType::kWeights);
+  constexpr auto kLast = static_cast<std::uint32_t>(FrameType::kUnrollAck);
   if (type < static_cast<std::uint32_t>(FrameType::kHello) || type > kLast) {
     throw ProtocolError("unknown frame type " + std::to_string(type) + " (known: 1.." + std::to_string(kLast) + ")");
   }

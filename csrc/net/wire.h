@@ -67,14 +67,20 @@
 //                    result/<i>:<kind> for each env i < K (get, call)
 //  12 ACTOR_SPEC   learner -> remote actor, the reply to HELLO (or AUTH):
 //                    actor_id int64[], num_envs int64[] (K),
-//                    unroll_length int64[] (T), weights_size int64[] (n)
+//                    unroll_length int64[] (T), weights_size int64[] (n),
+//                    max_in_flight int64[] (W: unrolls sent and not yet acked)
 //  13 UNROLL       remote actor -> learner: one unroll, each array of the
 //                  rollout schema as [T+1, K, ...] (net/actor_server.h)
 //  14 WEIGHTS      learner -> remote actor: version int64[],
 //                  weights float32[n] (the policy's parameters, flattened)
-//   Frames 12-14 belong to the actor protocol (net/actor_server.h): HELLO
-//   [-> CHALLENGE -> AUTH] -> ACTOR_SPEC, then UNROLLs one way and WEIGHTS
-//   the other, each side sending when it has something, then CLOSE or EOF.
+//  15 UNROLL_ACK   learner -> remote actor: count int64[], that many more of
+//                  its unrolls are queued for the learner. An actor sends a new
+//                  UNROLL only while fewer than W are unacked, so a learner that
+//                  falls behind holds its actors back (bounded policy lag)
+//                  instead of letting unrolls pile up in socket buffers.
+//   Frames 12-15 belong to the actor protocol (net/actor_server.h): HELLO
+//   [-> CHALLENGE -> AUTH] -> ACTOR_SPEC, then UNROLLs one way and WEIGHTS and
+//   UNROLL_ACKs the other, each side sending when it has something, then CLOSE or EOF.
 //   STEP_RESULT may also hold info/<path> arrays [K, ...]: the vector env's
 //   numeric info entries (a nested dict's path joined by '/'; Gymnasium's
 //   '_<key>' masks travel as entries of their own).
@@ -167,6 +173,7 @@ enum class FrameType : std::uint32_t {
   kActorSpec = 12,
   kUnroll = 13,
   kWeights = 14,
+  kUnrollAck = 15,
 };
 
 const char* frame_type_name(FrameType type);

@@ -140,7 +140,8 @@ def fake_learner(reply):
 def actor_spec(n: int, k: int = K, t: int = T) -> bytes:
     scalar = lambda v: np.array(v, np.int64)  # noqa: E731
     return frame(ACTOR_SPEC, {"actor_id": scalar(0), "num_envs": scalar(k),
-                              "unroll_length": scalar(t), "weights_size": scalar(n)})
+                              "unroll_length": scalar(t), "weights_size": scalar(n),
+                              "max_in_flight": scalar(2)})
 
 
 def weights(version: int, blob: np.ndarray) -> bytes:
@@ -159,7 +160,7 @@ BAD_WEIGHTS = {
                        r"version 5 is not newer than the version this actor holds \(5\)"),
     "no version": ([frame(WEIGHTS, {"weights": np.zeros(N, np.float32)})],
                    "it must hold exactly 'version' and 'weights'"),
-    "another frame type": ([frame(ACTOR_SPEC)], "expected WEIGHTS from the learner, got ACTOR_SPEC"),
+    "another frame type": ([frame(ACTOR_SPEC)], "expected WEIGHTS or UNROLL_ACK from the learner, got ACTOR_SPEC"),
 }
 
 
@@ -318,9 +319,11 @@ def test_killing_a_remote_actor_mid_run_leaves_training_running(run_dir: Path) -
     assert float(final_row(run_dir)["remote/connected"]) == 2
 
 
-def test_unrolls_wait_in_a_full_queue_without_loss() -> None:
+def test_a_full_queue_holds_actors_back_and_loses_no_unroll() -> None:
     """Regression: a timed-out enqueue took the unroll it was given, so the retry once sent an
-    empty item and the actor's connection was dropped whenever the learner fell behind."""
+    empty item and the actor's connection was dropped whenever the learner fell behind. And an
+    actor may run only 2 unacked unrolls ahead (UNROLL_ACK), so a slow learner bounds its lag
+    instead of letting unrolls pile up in socket buffers."""
     env, model_config = CASES["feed-forward, categorical"]
     envs, model = build(env, model_config, init_seed=0)
     spec = RolloutSpec.build(envs.single_observation_space, model)
@@ -330,17 +333,26 @@ def test_unrolls_wait_in_a_full_queue_without_loss() -> None:
                          queue=queue)
     try:
         client = ActorClient(server.address, K, T, weights_size(model))
+        unrolls = []
+        for i in range(4):
+            unrolls.append(spec.allocate((T + 1, K)))
+            unrolls[-1]["reward"][:] = i
         sent = []
-        for i in range(3):
-            unroll = spec.allocate((T + 1, K))
-            unroll["reward"][:] = i
-            client.send_unroll(unroll)
-            sent.append(unroll)
-        assert wait_for(lambda: len(queue) == 1, timeout=10)
+
+        def send_all() -> None:
+            for unroll in unrolls:
+                client.send_unroll(unroll)
+                sent.append(unroll)
+
+        sender = threading.Thread(target=send_all, daemon=True)
+        sender.start()
+        assert wait_for(lambda: len(queue) == 1 and len(sent) == 3, timeout=10)
         threading.Event().wait(0.5)  # several 0.1 s enqueue timeouts for the second unroll
-        for unroll in sent:
+        assert len(sent) == 3  # the 4th waits: 1 queued (acked), 2 unacked
+        for unroll in unrolls:
             got = queue.dequeue(1, 1, 10.0)
             np.testing.assert_array_equal(got["reward"], unroll["reward"])
+        sender.join(10)
         assert server.num_connected == 1, server.drain_events()
         assert not any("lost" in line or "error" in line for line in server.drain_events())
     finally:
