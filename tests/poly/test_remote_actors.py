@@ -279,7 +279,7 @@ def test_weights_reach_remote_actors_only_when_the_controller_flags_them(
         run_dir: Path, sync: list[str], every: int) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "beast.poly", *FAST, "--env", "CartPole-v1", "--actors", "remote",
-         "--num-actors", "1", "--batch-size", "1", "--total-steps", "20000", *sync,
+         "--num-actors", "1", "--batch-size", "1", "--total-steps", "10000", *sync,
          "--savedir", str(run_dir.parent), "--run-name", run_dir.name],
         cwd=REPO, env=beast_env(), capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
