@@ -38,6 +38,7 @@ from beast.poly._core import ActorServer, BatchingQueue
 from beast.poly.actor import weights_size
 from beast.poly.actor_processes import LocalActors
 from beast.poly.env_server import AUTH_TOKEN_ENV
+from beast.poly.sources import dequeue_batch
 
 ACTOR_ID = "actor_id"  # the server's tag on each unroll: [1, K] int64
 
@@ -131,14 +132,10 @@ class RemoteSource:
             except RuntimeError as exc:
                 raise SourceFailure(str(exc)) from None
         self._admit_joined()
-        if timeout <= 0 and len(self.queue) < self.batch_size:
-            return None  # a poll takes whole batches only (see PolySource.next_batch)
-        try:
-            batch = self.queue.dequeue(self.batch_size, self.batch_size, timeout)
-        except TimeoutError:
+        batch = dequeue_batch(self.queue, self.batch_size, timeout,
+                              lambda: "the rollout queue was closed")
+        if batch is None:
             return None
-        except StopIteration:
-            raise SourceFailure("the rollout queue was closed") from None
         actor_ids = batch.pop(ACTOR_ID)[0]
         self.counter.add(batch)
         owners = tuple(int(a) for a in actor_ids[::self.num_envs])

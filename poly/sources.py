@@ -90,6 +90,24 @@ class InferenceThread:
         self.loaded.set()
 
 
+def dequeue_batch(queue: BatchingQueue, batch_size: int, timeout: float,
+                  closed_reason: Callable[[], str]) -> dict[str, np.ndarray] | None:
+    """`batch_size` unrolls joined, or None if they did not come within `timeout`.
+
+    A poll (timeout <= 0) takes whole batches only: dequeue's timeout returns what is queued,
+    and a reuse buffer polls before every use. Only the learner's thread dequeues, so the queue
+    holds at least a batch from the check to the dequeue. A closed queue is a SourceFailure
+    saying `closed_reason()`."""
+    if timeout <= 0 and len(queue) < batch_size:
+        return None
+    try:
+        return queue.dequeue(batch_size, batch_size, timeout)
+    except TimeoutError:
+        return None
+    except StopIteration:
+        raise SourceFailure(closed_reason()) from None
+
+
 def _place_servers(config: Config, net_spin_us: int, token: str | None,
                    log: Callable[[str], None]) -> tuple[Any, list[str]]:
     """(servers or None, addresses): Ray-placed (--ray-address), local (started here) or
@@ -186,17 +204,10 @@ class PolySource:
             raise SourceFailure(error)
         if self.inference.error is not None:
             raise RuntimeError(f"inference failed:\n{self.inference.error}")
-        if timeout <= 0 and len(self.queue) < self.batch_size:
-            # A poll takes whole batches only: dequeue's timeout returns what is queued, and
-            # a reuse buffer polls before every use. Only this thread dequeues, so the queue
-            # holds at least a batch from here to the dequeue.
+        batch = dequeue_batch(self.queue, self.batch_size, timeout,
+                              lambda: self.pool.error or "the rollout queue was closed")
+        if batch is None:
             return None
-        try:
-            batch = self.queue.dequeue(self.batch_size, self.batch_size, timeout)
-        except TimeoutError:
-            return None
-        except StopIteration:
-            raise SourceFailure(self.pool.error or "the rollout queue was closed") from None
         self.counter.add(batch)
         return Batch({key: torch.from_numpy(value) for key, value in batch.items()}, owners=(0,))
 

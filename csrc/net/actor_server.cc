@@ -104,6 +104,13 @@ void ActorServer::event(const std::string& line) {
   if (events_.size() < 1000) events_.push_back(printable(line, "", true));
 }
 
+std::int64_t ActorServer::bytes_sent() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::int64_t total = 0;
+  for (std::int64_t bytes : bytes_by_actor_) total += bytes;
+  return total;
+}
+
 std::vector<std::int64_t> ActorServer::bytes_sent_per_actor() const {
   std::lock_guard<std::mutex> lock(mu_);
   return bytes_by_actor_;
@@ -168,6 +175,7 @@ void ActorServer::write_weights(Socket& socket, Outbox& outbox, std::int64_t act
       pending = std::exchange(outbox.pending, std::nullopt);
       acks = std::exchange(outbox.acks, 0);
     }
+    // One try for both frames: a send that fails or times out closes the connection.
     try {
       if (acks > 0) {
         within("an ack not sent within the send timeout", options_.send_timeout, [&] {
@@ -175,34 +183,27 @@ void ActorServer::write_weights(Socket& socket, Outbox& outbox, std::int64_t act
                       deadline_after(options_.send_timeout, "ActorServer"));
         });
       }
-    } catch (const std::exception& e) {
-      if (!acceptor_->closing()) event(who + ": " + e.what() + "; closing it");
-      socket.shutdown();
-      return;
-    }
-    if (!pending) continue;
-    auto message = std::move(*pending);
-    // The frame's encoder reads the shared blob in place.
-    const Array& blob = *message.second;
-    const Array weights(blob.dtype(), blob.shape(), std::shared_ptr<void>(message.second, blob.data()), blob.data());
-    const std::vector<std::uint8_t> frame =
-        encode_frame(FrameType::kWeights, {{"version", scalar_int64(message.first)}, {"weights", weights}});
-    try {
-      within("weights not sent within the send timeout", options_.send_timeout, [&] {
-        socket.send_all(frame.data(), frame.size(), deadline_after(options_.send_timeout, "ActorServer"), "WEIGHTS");
-      });
+      if (pending) send_weights_frame(socket, pending->first, pending->second, actor_id);
     } catch (const std::exception& e) {
       if (!acceptor_->closing()) event(who + ": " + e.what() + "; closing it");
       socket.shutdown();  // the reader sees EOF and frees the id
       return;
     }
-    bytes_sent_ += static_cast<std::int64_t>(frame.size());
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      bytes_by_actor_[static_cast<std::size_t>(actor_id)] += static_cast<std::int64_t>(frame.size());
-    }
-    ++weight_messages_;
   }
+}
+
+void ActorServer::send_weights_frame(Socket& socket, std::int64_t version, const std::shared_ptr<const Array>& blob,
+                                     std::int64_t actor_id) {
+  // The frame's encoder reads the shared blob in place.
+  const Array weights(blob->dtype(), blob->shape(), std::shared_ptr<void>(blob, blob->data()), blob->data());
+  const std::vector<std::uint8_t> frame =
+      encode_frame(FrameType::kWeights, {{"version", scalar_int64(version)}, {"weights", weights}});
+  within("weights not sent within the send timeout", options_.send_timeout, [&] {
+    socket.send_all(frame.data(), frame.size(), deadline_after(options_.send_timeout, "ActorServer"), "WEIGHTS");
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  bytes_by_actor_[static_cast<std::size_t>(actor_id)] += static_cast<std::int64_t>(frame.size());
+  ++weight_messages_;
 }
 
 ArrayMap ActorServer::check_unroll(ArrayMap arrays, std::int64_t actor_id) const {

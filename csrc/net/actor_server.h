@@ -101,7 +101,7 @@ class ActorServer {
   std::int64_t num_connected() const;
   std::int64_t num_sessions() const { return sessions_; }  // actors admitted, ever
   std::int64_t num_unrolls() const { return unrolls_; }
-  std::int64_t bytes_sent() const { return bytes_sent_; }
+  std::int64_t bytes_sent() const;  // the sum over bytes_sent_per_actor()
   std::int64_t weight_messages() const { return weight_messages_; }
   // Messages replaced by a newer one before they were written.
   std::int64_t weights_replaced() const { return weights_replaced_; }
@@ -122,6 +122,8 @@ class ActorServer {
   void serve(Socket& socket, const std::string& peer);
   void converse(Socket& socket, const std::string& peer, std::int64_t& actor_id);
   void write_weights(Socket& socket, Outbox& outbox, std::int64_t actor_id, const std::string& who);
+  void send_weights_frame(Socket& socket, std::int64_t version, const std::shared_ptr<const Array>& blob,
+                          std::int64_t actor_id);
   std::int64_t take_slot(const std::shared_ptr<Outbox>& outbox);
   void free_slot(std::int64_t actor_id);
   void event(const std::string& line);
@@ -141,8 +143,7 @@ class ActorServer {
   std::vector<std::string> events_;
   std::atomic<std::int64_t> sessions_{0};
   std::atomic<std::int64_t> unrolls_{0};
-  std::atomic<std::int64_t> bytes_sent_{0};
-  std::atomic<std::int64_t> weight_messages_{0};
+  std::atomic<std::int64_t> weight_messages_{0};  // counted with bytes_by_actor_, under mu_
   std::atomic<std::int64_t> weights_replaced_{0};
   std::vector<std::int64_t> bytes_by_actor_;  // guarded by mu_
   std::string address_;
