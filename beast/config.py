@@ -377,19 +377,22 @@ class PolyConfig:
     reconnected until then; 0: fail at the first lost server)."""
 
     ray_address: str = ""
-    """PolyBeast: place the env servers on this Ray cluster instead ("auto", or the head's
-    HOST:PORT; needs the [ray] extra). They bind their node's address and need the token
+    """PolyBeast: place the env servers (with --actors remote: the --num-actors remote actors)
+    on this Ray cluster instead ("auto", or the head's HOST:PORT; needs the [ray] extra). They
+    bind (remote actors: the learner binds) a node's address and need the token
     ($BEAST_AUTH_TOKEN, else a fresh one per run); Ray restarts any that die."""
 
     servers_per_node: int = 1
-    """PolyBeast with --ray-address: env servers on each node of the cluster."""
+    """PolyBeast with --ray-address: env servers on each node of the cluster (remote actors are
+    spread over the nodes instead)."""
 
     server_cpus: float = 1.0
-    """PolyBeast with --ray-address: CPUs Ray reserves for each env server."""
+    """PolyBeast with --ray-address: CPUs Ray reserves for each env server (or remote actor)."""
 
     server_resources: str = ""
-    """PolyBeast with --ray-address: custom Ray resources each env server needs, as a JSON
-    object, e.g. '{"env_node": 1}' to keep servers on nodes started with that resource."""
+    """PolyBeast with --ray-address: custom Ray resources each env server (or remote actor)
+    needs, as a JSON object, e.g. '{"env_node": 1}' to keep them on nodes started with that
+    resource."""
 
     def ray_resources(self) -> dict[str, float]:
         """--server-resources as a dict (ValueError, one line, if it is not a JSON object of
@@ -489,9 +492,9 @@ class Config:
                    "--episodic-memory needs the learner's banks beside the actors: use "
                    "--actors central (remote actors have none yet)")
             _check(self.run.num_actors >= 1, "--actors remote needs --num-actors >= 1")
-            _check(not self.poly.ray_address,
-                   "--actors remote does not place actors on Ray yet: start them by hand "
-                   "(--no-start-actors) or leave out --ray-address")
+            _check(not (self.poly.ray_address and not self.poly.start_actors),
+                   "--ray-address places the remote actors and --no-start-actors waits for "
+                   "actors started by hand: use one of them")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -4,7 +4,8 @@ Same flags, run directories, logs, checkpoints and `--resume` / `--eval` as Mono
 --num-servers (local env server processes to start) or --server-addresses (existing ones).
 --num-actors is the number of actor connections (C++ threads), spread over the servers.
 With --actors remote, --num-actors is the number of remote actor processes instead (each with
---num-envs envs and its own policy copy; beast.poly.remote_source), and no env server runs.
+--num-envs envs and its own policy copy; beast.poly.remote_source), started here or, with
+--ray-address, placed on the Ray cluster; and no env server runs.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def check_servers(config: Config) -> None:
     """Env servers given with --server-addresses must answer now, and with --actors remote the
     learner's address must be one it can accept actors on (a one-line error if not)."""
     if config.poly.actors == "remote":
-        check_actor_address(config.poly.actor_address)
+        # Ray-placed actors get a fresh token if the variable has none (remote_source.py).
+        check_actor_address(config.poly.actor_address, fresh_token=bool(config.poly.ray_address))
         return
     if not config.poly.server_addresses:
         return
@@ -57,10 +59,12 @@ def check_servers(config: Config) -> None:
             raise ValueError(f"cannot reach env server {address}: {reason}") from exc
 
 
-def check_actor_address(address: str) -> None:
+def check_actor_address(address: str, fresh_token: bool = False) -> None:
     """Bind `address` once, as the run will (a taken port, an unknown host, a non-loopback
-    address without $BEAST_AUTH_TOKEN), before anything starts."""
+    address without $BEAST_AUTH_TOKEN unless the run makes a `fresh_token`), before anything
+    starts."""
     import os
+    import secrets
 
     import numpy as np
 
@@ -69,7 +73,8 @@ def check_actor_address(address: str) -> None:
 
     try:
         ActorServer(address, {"probe": (np.float32, [])}, 1, 1, 1, max_actors=1,
-                    queue=BatchingQueue(1), auth_token=os.environ.get(AUTH_TOKEN_ENV)).close()
+                    queue=BatchingQueue(1), auth_token=os.environ.get(AUTH_TOKEN_ENV)
+                    or (secrets.token_hex(16) if fresh_token else None)).close()
     except (OSError, ValueError) as exc:
         reason = " ".join(str(exc).split())
         raise ValueError(f"cannot accept remote actors on {address}: {reason}") from exc

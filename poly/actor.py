@@ -49,6 +49,10 @@ from beast.poly._core import ActorClient
 from beast.poly.env_server import AUTH_TOKEN_ENV, die_with_parent
 
 
+CONNECT_TIMEOUT = 30.0  # --timeout: seconds for a connect and handshake, and for an unroll sent
+RECONNECT_TIMEOUT = 60.0  # --reconnect-timeout: seconds to keep trying a lost learner
+
+
 class FatalActorError(Exception):
     """The learner refused this actor, or sent what it must not: reconnecting cannot help."""
 
@@ -150,9 +154,9 @@ def build_actor_parser() -> argparse.ArgumentParser:
     actor.add_argument("--learner", required=True, help="the learner's actor address, HOST:PORT")
     actor.add_argument("--unroll-length", type=int, default=32, help="T, as the learner's")
     actor.add_argument("--seed", type=int, default=0, help="seeds the envs and the sampling")
-    actor.add_argument("--timeout", type=float, default=30.0,
+    actor.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT,
                        help="seconds for the connect and handshake, and for each unroll sent")
-    actor.add_argument("--reconnect-timeout", type=float, default=60.0,
+    actor.add_argument("--reconnect-timeout", type=float, default=RECONNECT_TIMEOUT,
                        help="seconds to keep trying to reach a lost (or not yet started) learner")
     return parser
 

@@ -27,7 +27,7 @@ Call loop (the launcher's, poly/sources.py)::
     watcher.close()          # hands the new address over and the pool reconnects;
     servers.close()          # a hung one (no answer within hang_timeout) is killed first
 
-`ray` is optional (`pip install -e ".[ray]"`); only this module imports it.
+`ray` is optional (`pip install -e ".[ray]"`); only this module and ray_actors.py import it.
 """
 
 from __future__ import annotations
@@ -98,6 +98,33 @@ def _check_reachable(ray_address: str, timeout: float = 5.0) -> None:
         raise ValueError(f"cannot reach the Ray cluster's head at {ray_address}: {exc}") from None
 
 
+def join_ray(ray_address: str) -> tuple[Any, bool]:
+    """(ray, owns): `ray`, connected to the cluster at `ray_address`; `owns` is True when this
+    call connected it (the caller then shuts it down). A one-line ValueError if it cannot."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    _check_reachable(ray_address)  # ray.init would retry an unreachable head for minutes
+    try:
+        ray.init(address=ray_address, logging_level="warning", log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"cannot join the Ray cluster at {ray_address}: "
+                         f"{' '.join(str(exc).split())}") from None
+    return ray, True
+
+
+def nodes_with(ray: Any, ray_address: str, needs: Mapping[str, float],
+               what: str) -> list[dict[str, Any]]:
+    """The alive nodes whose total resources cover `needs` (a one-line ValueError if none)."""
+    nodes = [node for node in ray.nodes() if node.get("Alive") and all(
+        node.get("Resources", {}).get(key, 0.0) >= amount
+        for key, amount in needs.items() if amount > 0)]
+    if not nodes:
+        raise ValueError(f"no node of the Ray cluster at {ray_address} has the resources "
+                         f"{what} asks for: {dict(needs)}")
+    return nodes
+
+
 @dataclasses.dataclass
 class _Placed:
     handle: Any
@@ -126,29 +153,16 @@ class RayEnvServers:
             raise ValueError("servers placed by Ray need an auth token")
         if servers_per_node < 1:
             raise ValueError(f"--servers-per-node must be >= 1, got {servers_per_node}")
-        ray = import_ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        ray, self._owns_ray = join_ray(ray_address)
         self._ray = ray
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            _check_reachable(ray_address)  # ray.init would retry an unreachable head for minutes
-            try:
-                ray.init(address=ray_address, logging_level="warning", log_to_driver=True)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise ValueError(f"cannot join the Ray cluster at {ray_address}: "
-                                 f"{' '.join(str(exc).split())}") from None
         self._lock = threading.Lock()
         self._placed: list[_Placed] = []
         try:
             actor = ray.remote(EnvServerHost)
-            needs = {"CPU": num_cpus, **(resources or {})}
-            nodes = [node for node in ray.nodes() if node.get("Alive") and all(
-                node.get("Resources", {}).get(key, 0.0) >= amount
-                for key, amount in needs.items() if amount > 0)]
-            if not nodes:
-                raise ValueError(f"no node of the Ray cluster at {ray_address} has the "
-                                 f"resources an env server asks for: {needs}")
+            nodes = nodes_with(ray, ray_address, {"CPU": num_cpus, **(resources or {})},
+                               "an env server")
             handles = []
             for node in nodes:
                 for _ in range(servers_per_node):

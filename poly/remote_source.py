@@ -14,15 +14,17 @@ measured on that actor's own columns of the batch; an actor that (re)joins holds
 is sent them at once. `aps/bytes_synced` is what the server really wrote (WEIGHTS frames,
 headers included), and `remote/bytes_actor<i>` the same per actor id.
 
-Actors are started here (LocalActors, restarted when they die) or by hand
-(--no-start-actors: the learner logs its address and waits for them).
+Actors are started here (LocalActors, restarted when they die), placed on a Ray cluster
+(--ray-address: RayActors, restarted by Ray; the learner then binds its node's address, with a
+token), or started by hand (--no-start-actors: the learner logs its address and waits for them).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -39,6 +41,9 @@ from beast.poly.actor import weights_size
 from beast.poly.actor_processes import LocalActors
 from beast.poly.env_server import AUTH_TOKEN_ENV
 from beast.poly.sources import dequeue_batch
+
+if TYPE_CHECKING:
+    from beast.poly.ray_actors import RayActors
 
 ACTOR_ID = "actor_id"  # the server's tag on each unroll: [1, K] int64
 
@@ -57,12 +62,29 @@ class RemoteSource:
                                    stack=False)
         schema = {k: (f.dtype, list(f.shape))
                   for k, f in RolloutSpec.build(observation_space, model).fields.items()}
+        # Actors placed by Ray connect from other nodes: the learner binds this node's address
+        # and needs a token (the variable's, else a fresh one for this run, handed to them
+        # inside Ray).
+        token = os.environ.get(AUTH_TOKEN_ENV)
+        self.actors: LocalActors | RayActors | None = None
+        ray_actors: RayActors | None = None
+        address = config.poly.actor_address
+        if config.poly.ray_address:
+            from beast.poly.ray_actors import RayActors  # needs the [ray] extra
+
+            token = token or secrets.token_hex(32)
+            try:
+                self.actors = ray_actors = RayActors(config, generation, token)
+            except ValueError as exc:  # no cluster there, no room on it, no [ray] extra
+                raise SourceFailure(str(exc)) from None
+            address = ray_actors.bind_address(address)
         try:
-            self.server = ActorServer(config.poly.actor_address, schema, run.unroll_length,
-                                      self.num_envs, weights_size(model),
-                                      max_actors=self.num_actors, queue=self.queue,
-                                      auth_token=os.environ.get(AUTH_TOKEN_ENV))
+            self.server = ActorServer(address, schema, run.unroll_length, self.num_envs,
+                                      weights_size(model), max_actors=self.num_actors,
+                                      queue=self.queue, auth_token=token)
         except (OSError, ValueError) as exc:  # the port was taken since the launcher's check
+            if ray_actors is not None:
+                ray_actors.close()
             raise SourceFailure(f"cannot accept remote actors: {exc}") from None
         self.counter = EpisodeCounter()
         self.sent_version = [-1] * self.num_actors
@@ -75,10 +97,17 @@ class RemoteSource:
                                held_version=lambda actor: self.sent_version[actor],
                                request=self._send_weights,
                                pending=lambda actor: actor in self.absent)
-        self.actors: LocalActors | None = None
         self._closed = False
         try:
-            if config.poly.start_actors:
+            if ray_actors is not None:
+                try:
+                    ray_actors.start(self.server.address)
+                except ValueError as exc:  # they did not all start
+                    raise SourceFailure(str(exc)) from None
+                log(f"[beast] ray: {self.num_actors} remote actors of {self.num_envs} envs each "
+                    f"on {ray_actors.num_nodes} nodes of {config.poly.ray_address}, "
+                    f"learner at {self.server.address}")
+            elif config.poly.start_actors:
                 self.actors = LocalActors(config, self.server.address, generation)
                 log(f"[beast] {self.num_actors} remote actors of {self.num_envs} envs each, "
                     f"learner at {self.server.address}")

@@ -51,6 +51,9 @@ CASES = [
                                                       "127.0.0.1:99999"], "is not HOST:PORT"),
     ("remote actors on a public address without a token", "beast.poly",
      ["--actors", "remote", "--actor-address", "0.0.0.0:0"], "without an auth token"),
+    ("Ray-placed remote actors that would also be started by hand", "beast.poly",
+     ["--actors", "remote", "--ray-address", "127.0.0.1:1", "--no-start-actors"],
+     "use one of them"),
     ("no server on the port", "beast.poly", ["--server-addresses", "127.0.0.1:1"],
      "cannot reach env server 127.0.0.1:1"),
 ]

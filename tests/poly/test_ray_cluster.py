@@ -1,4 +1,5 @@
-"""Env servers placed on a real two-node Ray cluster, on loopback, started inside the test.
+"""Env servers and remote actors placed on a real two-node Ray cluster, on loopback, started
+inside the test.
 
 The cluster (ray.cluster_utils.Cluster: a head and one worker node, 1 CPU each) is started
 once for this module and shut down at its end; never with `ray stop`, which would kill every
@@ -183,15 +184,86 @@ def test_polybeast_trains_on_the_cluster_through_a_killed_and_a_stopped_server(c
     assert wait_for(lambda: not env_server_pids(), timeout=30), "the run left servers behind"
 
 
-def test_an_unreachable_head_fails_the_launch_with_one_line_and_no_run_dir(tmp_path) -> None:
+@pytest.mark.parametrize("actors", ["central", "remote"])
+def test_an_unreachable_head_fails_the_launch_with_one_line_and_no_run_dir(tmp_path,
+                                                                         actors) -> None:
     from tests.conftest import run_cli
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
-    result = run_cli("beast.poly", "--ray-address", address, "--savedir", str(tmp_path),
-                     "--run-name", "never")
+    result = run_cli("beast.poly", "--ray-address", address, "--actors", actors,
+                     "--savedir", str(tmp_path), "--run-name", "never")
     assert result.returncode == 1, result.stderr
     assert f"cannot reach the Ray cluster's head at {address}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "never").exists()
+
+
+def remote_actor_host_pids() -> list[int]:
+    """The Ray workers hosting remote actors (titled ray::RemoteActorHost...)."""
+    found = subprocess.run(["pgrep", "-f", "ray::RemoteActorHost"], capture_output=True,
+                           text=True)
+    return sorted(int(pid) for pid in found.stdout.split())
+
+
+def test_polybeast_places_remote_actors_on_both_nodes_and_a_killed_one_comes_back(
+        cluster, run_dir) -> None:
+    from tests.poly.test_reconnect import LiveRun
+    from tests.poly.test_remote_actors import final_row
+
+    run = LiveRun("--actors", "remote", "--ray-address", cluster.address, "--num-actors", "2",
+                  "--server-cpus", "0.25", "--batch-size", "1", "--total-steps", "100000000",
+                  "--savedir", str(run_dir.parent), "--run-name", run_dir.name)
+    try:
+        line = run.wait_for_line("remote actors of", timeout=120)
+        assert "ray: 2 remote actors" in line and "on 2 nodes" in line, line
+        run.wait_for_steps_past(run_dir, 0)
+        pids = remote_actor_host_pids()
+        assert len(pids) == 2, pids
+        os.kill(pids[0], signal.SIGKILL)  # Ray restarts it; it reconnects as a new session
+        assert wait_for(lambda: float(final_row(run_dir)["actor_restarts"]) >= 1, 120), \
+            run.stderr()[-3000:]
+        run.wait_for_steps_past(run_dir, run.steps(run_dir))
+        code = run.interrupt()
+    finally:
+        run.kill()
+    assert code == 128 + signal.SIGINT and "run failed" not in run.stderr(), run.stderr()[-3000:]
+    assert float(final_row(run_dir)["remote/connected"]) == 2
+    assert wait_for(lambda: not remote_actor_host_pids(), timeout=30), "actors left behind"
+
+
+def test_a_ray_placed_actor_that_stops_for_good_is_reported_in_one_line(cluster) -> None:
+    """An actor the learner's spec refuses (another unroll length here) stops instead of being
+    restarted for ever, and RayActors.poll says why, in one line."""
+    from beast.config import Config, PolyConfig, RunConfig
+    from beast.poly._core import ActorServer, BatchingQueue
+    from beast.poly.ray_actors import RayActors
+
+    config = Config(env=EnvConfig(env="CartPole-v1", num_envs=2),
+                    run=RunConfig(unroll_length=4, num_actors=1),
+                    poly=PolyConfig(actors="remote", ray_address=cluster.address,
+                                    server_cpus=0.25))
+    actors = RayActors(config, generation=0, token=TOKEN)
+    queue = BatchingQueue(2)
+    server = ActorServer(actors.bind_address("127.0.0.1:0"), {"x": (np.float32, [])}, 8, 2, 10,
+                         max_actors=1, queue=queue, auth_token=TOKEN)
+    try:
+        actors.start(server.address)
+        errors: list[str] = []
+
+        def stopped() -> bool:
+            try:
+                actors.poll()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+            return bool(errors)
+
+        assert wait_for(stopped, timeout=60)
+        assert errors[0].startswith("remote actor 0 on the Ray cluster stopped: ")
+        assert "expects 8 steps per unroll (--unroll-length), this actor has 4" in errors[0]
+        assert "\n" not in errors[0]
+    finally:
+        actors.close()
+        server.close()
+        queue.close()
