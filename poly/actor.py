@@ -6,7 +6,7 @@ UNROLL frame, and takes new weights only when the learner's sync controller send
 (csrc/net/wire.h, frames 12-14: the learner's end is csrc/net/actor_server.h):
 
     client = ActorClient(learner, K, T, n)          # HELLO [-> CHALLENGE -> AUTH] -> ACTOR_SPEC
-    version = load(client.poll_weights(None))       # never act with the random init
+    version = load(client.poll_weights(timeout))    # never act with the random init
     loop:
         worker.fill(unroll, version)                # T new steps
         client.send_unroll(unroll)
@@ -93,9 +93,13 @@ class RemoteActor:
         except (ValueError, PermissionError) as exc:  # other flags, a refused token
             raise FatalActorError(str(exc)) from None
 
-    def session(self, client: ActorClient) -> None:
-        """Act for one learner connection until it breaks (ConnectionError / TimeoutError)."""
-        version = self._take(client.poll_weights(None))
+    def session(self, client: ActorClient, timeout: float) -> None:
+        """Act for one learner connection until it breaks (ConnectionError / TimeoutError;
+        a learner that sends no first weights, or acks no unroll, within `timeout` seconds is
+        lost too: stopped or hung)."""
+        version = self._take(client.poll_weights(timeout))
+        if version is None:
+            raise TimeoutError(f"no weights from the learner within {timeout:g} s")
         while True:
             self.worker.fill(self.unroll, version)
             self._send(client)
@@ -134,7 +138,7 @@ def run(actor: RemoteActor, learner: str, timeout: float, reconnect_timeout: flo
             continue
         delay = 0.05
         try:
-            actor.session(client)
+            actor.session(client, timeout)
         except (ConnectionError, TimeoutError) as exc:
             text = " ".join(str(exc).split())
             if text.startswith("protocol error") or "refused a WEIGHTS frame" in text:

@@ -66,8 +66,11 @@ void ActorClient::close() {
 
 void ActorClient::send_unroll(const ArrayMap& unroll) {
   if (!socket_.is_open()) throw ConnectionClosed("ActorClient(" + address_ + ") is closed", true);
-  while (in_flight_ >= max_in_flight_) read_one(std::nullopt);  // a slow learner holds us back
-  write_frame(socket_, FrameType::kUnroll, unroll, deadline_after(timeout_, "ActorClient"));
+  // A slow learner holds us back, within the timeout: a learner that acks nothing for that long
+  // (stopped, or hung) is treated as lost, as one that cannot take the frame is.
+  const Deadline deadline = deadline_after(timeout_, "ActorClient");
+  while (in_flight_ >= max_in_flight_) read_one(deadline);
+  write_frame(socket_, FrameType::kUnroll, unroll, deadline);
   ++in_flight_;
 }
 

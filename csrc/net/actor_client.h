@@ -55,7 +55,8 @@ class ActorClient {
   std::int64_t bytes_received() const { return bytes_received_; }
 
   // Waits (reading the learner's frames) while max_in_flight unrolls are
-  // unacked, then sends this one.
+  // unacked, then sends this one; the timeout bounds the wait and the send
+  // together (a learner that acks nothing for that long is lost).
   void send_unroll(const ArrayMap& unroll);
   // Reads every WEIGHTS frame that has arrived, waiting until `deadline` for
   // the first, and returns the newest (version, float32 [n]); nullopt if none came.

@@ -28,7 +28,7 @@ from beast.envs.make import make_vector_env_from_config
 from beast.flags import group_flags
 from beast.models.factory import build_configured_model
 from beast.poly._core import ActorClient, ActorServer, BatchingQueue
-from beast.poly.actor import load_weights, weights_size
+from beast.poly.actor import RemoteActor, load_weights, weights_size
 from beast.rollout import RolloutSpec
 from tests.conftest import FAST, REPO, beast_env, children, wait_for
 from tests.poly.test_env_server import ERROR, HELLO, frame, read_frame
@@ -317,6 +317,34 @@ def test_killing_a_remote_actor_mid_run_leaves_training_running(run_dir: Path) -
         run.kill()
     assert code == 128 + signal.SIGINT, run.stderr()[-3000:]
     assert float(final_row(run_dir)["remote/connected"]) == 2
+
+
+def test_an_actor_held_back_longer_than_its_timeout_treats_the_learner_as_lost() -> None:
+    """Regression: the wait for an UNROLL_ACK had no deadline, so an actor of a stopped or hung
+    learner (here: one whose queue is full and never read) hung for ever instead of timing out
+    and reconnecting; the first weights are waited for within the timeout too."""
+    env, model_config = CASES["feed-forward, categorical"]
+    envs, model = build(env, model_config, init_seed=0)
+    spec = RolloutSpec.build(envs.single_observation_space, model)
+    schema = {k: (f.dtype, list(f.shape)) for k, f in spec.fields.items()}
+    queue = BatchingQueue(1, batch_dim=1, stack=False)
+    server = ActorServer("127.0.0.1:0", schema, T, K, weights_size(model), max_actors=2,
+                         queue=queue)
+    try:
+        client = ActorClient(server.address, K, T, weights_size(model), timeout=0.5)
+        unroll = spec.allocate((T + 1, K))
+        for _ in range(3):  # one queued (and acked), two unacked
+            client.send_unroll(unroll)
+        with pytest.raises(TimeoutError):
+            client.send_unroll(unroll)
+        client.close()
+        actor = RemoteActor(env, model_config, T, seed=0)
+        with pytest.raises(TimeoutError, match="no weights from the learner within 0.5 s"):
+            actor.session(ActorClient(server.address, K, T, weights_size(model), timeout=0.5),
+                          timeout=0.5)
+    finally:
+        server.close()
+        queue.close()
 
 
 def test_a_full_queue_holds_actors_back_and_loses_no_unroll() -> None:
